@@ -1,0 +1,92 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// Our own targets treat every warning as an error; dependencies are not affected.
+let strict: [SwiftSetting] = [
+    .treatAllWarnings(as: .error),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "onetouch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "onetouch", targets: ["onetouch"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // The workflow, engine, store and adapter protocols. Imports no HTTP library.
+        .target(
+            name: "OneTouchCore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // Admin API and host API over HTTP.
+        .target(
+            name: "OneTouchServer",
+            dependencies: [
+                "OneTouchCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Command-line interface and the composition root.
+        .target(
+            name: "OneTouchCLI",
+            dependencies: [
+                "OneTouchCore",
+                "OneTouchServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "onetouch", dependencies: ["OneTouchCLI"], swiftSettings: strict),
+        // Fakes of every adapter protocol. Never linked into the `onetouch` executable.
+        .target(name: "OneTouchTesting", dependencies: ["OneTouchCore"], swiftSettings: strict),
+        // `scripts/bench-engine` runs this: 1,000 hosts through the engine with fake adapters.
+        .executableTarget(
+            name: "onetouch-bench",
+            dependencies: ["OneTouchCore", "OneTouchTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OneTouchCoreTests",
+            dependencies: ["OneTouchCore", "OneTouchTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OneTouchServerTests",
+            dependencies: [
+                "OneTouchCore", "OneTouchServer", "OneTouchTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OneTouchCLITests",
+            dependencies: ["OneTouchCLI", "OneTouchTesting"],
+            swiftSettings: strict
+        ),
+    ]
+)

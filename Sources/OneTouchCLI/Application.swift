@@ -1,0 +1,89 @@
+import Foundation
+import Hummingbird
+import Logging
+import OneTouchCore
+import OneTouchServer
+import ServiceLifecycle
+
+/// The adapters a configuration asks for.
+public struct Adapters: Sendable {
+    public var cloud: any CloudProvider
+    public var directory: any Directory
+    public var notifier: any Notifier
+    public init(cloud: any CloudProvider, directory: any Directory, notifier: any Notifier) {
+        self.cloud = cloud
+        self.directory = directory
+        self.notifier = notifier
+    }
+}
+
+/// The composition root: builds everything `onetouch serve` runs, from a configuration and adapters.
+/// Tests call it too, with fakes and a controlled clock.
+public struct OneTouchApplication {
+    public let engine: Engine
+    public let service: HostService
+    public let store: Store
+    public let router: Router<BasicRequestContext>
+    public let configuration: Configuration
+
+    public init(
+        configuration: Configuration, adapters: Adapters, environment: [String: String], logger: Logger,
+        clock: any EngineClock = SystemClock(), random: any RandomSource = SystemRandom(),
+        ids: any IDGenerator = RandomIDGenerator(), owner: String? = nil
+    ) throws {
+        let store = try Store(path: configuration.database)
+        let secrets = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: configuration.masterKeyFile))
+        let renderer = UserDataRenderer(
+            publicURL: configuration.publicURL, configRepository: configuration.configRepository,
+            configBranch: configuration.configBranch, pullPeriod: configuration.pullPeriod)
+        var options = Engine.Options()
+        options.concurrency = configuration.concurrency
+        options.retry = configuration.retry
+        options.timeouts = configuration.timeouts
+        let services = StepServices(
+            cloud: adapters.cloud, directory: adapters.directory, notifier: adapters.notifier, store: store,
+            secrets: secrets, renderer: renderer, logger: logger)
+        let engine = Engine(
+            services: services, options: options, clock: clock, random: random,
+            owner: owner ?? "\(ProcessInfo.processInfo.hostName) pid \(ProcessInfo.processInfo.processIdentifier)")
+        let service = HostService(
+            store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
+            directory: adapters.directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0) })
+        let tokens = try Self.adminTokens(configuration.adminTokens, environment: environment)
+        self.engine = engine
+        self.service = service
+        self.store = store
+        self.configuration = configuration
+        self.router = OneTouchServer.router(service: service, adminTokenHashes: tokens.map(SecretBox.tokenHash))
+    }
+
+    /// Admin tokens: one per line in the file (or one in the variable); blank lines and `#` comments ignored.
+    static func adminTokens(_ source: SecretSource, environment: [String: String]) throws -> [Secret] {
+        let raw = try source.load(environment: environment).reveal()
+        let tokens = raw.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        guard !tokens.isEmpty else {
+            throw ConfigurationError(
+                file: "admin_tokens", path: "", reason: "no admin token found; put at least one in the token file or variable")
+        }
+        guard tokens.allSatisfy({ $0.count >= 16 }) else {
+            throw ConfigurationError(
+                file: "admin_tokens", path: "",
+                reason: "admin tokens must be at least 16 characters; generate one with `openssl rand -hex 32`")
+        }
+        return tokens.map(Secret.init)
+    }
+
+    /// Runs the engine and the HTTP listener as services until SIGTERM or SIGINT.
+    public func run(logger: Logger) async throws {
+        let http = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "onetouch"),
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: engine), .init(service: http)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}

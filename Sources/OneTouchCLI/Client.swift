@@ -1,0 +1,61 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import OneTouchCore
+
+/// Talks to `onetouch serve`'s admin API.
+struct AdminClient {
+    let server: String
+    let token: Secret
+
+    /// A failure the CLI turns into an exit code and a message.
+    struct Failure: Error, CustomStringConvertible {
+        var exitCode: Int32
+        var description: String
+    }
+
+    func send<Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> Data {
+        var request = HTTPClientRequest(url: server.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + path)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token.reveal())")
+        request.headers.add(name: "Accept", value: "application/json")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try APIDates.encoder().encode(body)))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        } catch {
+            throw Failure(
+                exitCode: 3,
+                description:
+                    "cannot reach the onetouch server at \(server) (\(error)); is `onetouch serve` running? Point --server or ONETOUCH_SERVER at it"
+            )
+        }
+        let data = Data(buffer: try await response.body.collect(upTo: 16 * 1024 * 1024))
+        guard (200..<300).contains(Int(response.status.code)) else {
+            let message = (try? JSONDecoder().decode(ErrorBody.self, from: data).error) ?? String(decoding: data, as: UTF8.self)
+            let code: Int32 = [400, 404, 409].contains(Int(response.status.code)) ? 2 : 1
+            if response.status.code == 401 {
+                throw Failure(
+                    exitCode: 2, description: "the server refused the admin token (\(message)); set ONETOUCH_TOKEN or --token-file")
+            }
+            throw Failure(exitCode: code, description: message)
+        }
+        return data
+    }
+
+    func get(_ path: String) async throws -> Data {
+        try await send(.GET, path, body: Optional<ErrorBody>.none)
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        try APIDates.decoder().decode(T.self, from: data)
+    }
+
+    static func escape(_ name: String) -> String {
+        name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))) ?? name
+    }
+}

@@ -1,0 +1,326 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OneTouchCore
+
+/// `onetouch`: one command to a ready host.
+public struct OneTouch: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "onetouch",
+        abstract: "Create ready-to-use hosts with one command: VM, Kerberos, encrypted volume, configuration.",
+        discussion: """
+            Exit codes: 0 success, 1 the operation failed, 2 usage or validation error, 3 server unreachable.
+            """,
+        subcommands: [
+            Serve.self, Create.self, Status.self, List.self, Events.self, Resume.self, Retry.self, Destroy.self,
+            Render.self,
+        ])
+
+    public init() {}
+
+    /// Parses, runs, and exits with the documented exit codes.
+    public static func runMain(_ arguments: [String]? = nil) async -> Int32 {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch let failure as AdminClient.Failure {
+            FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+            return failure.exitCode
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("error: invalid configuration: \(error)\n".utf8))
+            return 2
+        } catch let exit as ExitCode {
+            return exit.rawValue
+        } catch {
+            let code = exitCode(for: error).rawValue
+            let message = fullMessage(for: error)
+            if !message.isEmpty {
+                FileHandle.standardError.write(Data((message + "\n").utf8))
+            }
+            if code == 0 { return 0 }
+            return code == ExitCode.validationFailure.rawValue ? 2 : (code == 1 ? 1 : 2)
+        }
+    }
+}
+
+/// Options every client command shares.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "URL of the onetouch server (default: $ONETOUCH_SERVER or http://127.0.0.1:8780).")
+    var server: String?
+
+    @Option(help: "File holding the admin token (default: $ONETOUCH_TOKEN, else $ONETOUCH_TOKEN_FILE).")
+    var tokenFile: String?
+
+    func client() throws -> AdminClient {
+        let environment = ProcessInfo.processInfo.environment
+        let server = server ?? environment["ONETOUCH_SERVER"] ?? "http://127.0.0.1:8780"
+        let source: SecretSource
+        if let tokenFile {
+            source = .file(tokenFile)
+        } else if environment["ONETOUCH_TOKEN"] != nil {
+            source = .environment("ONETOUCH_TOKEN")
+        } else if let file = environment["ONETOUCH_TOKEN_FILE"] {
+            source = .file(file)
+        } else {
+            throw ValidationError("no admin token: set ONETOUCH_TOKEN, ONETOUCH_TOKEN_FILE or --token-file")
+        }
+        let token = try source.load(environment: environment)
+        let first = token.reveal().split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        return AdminClient(server: server, token: Secret(first))
+    }
+}
+
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print stable, machine-readable JSON.")
+    var json = false
+}
+
+func validateName(_ name: String) throws {
+    do { _ = try HostName.validate(name) } catch { throw ValidationError(error.description) }
+}
+
+func printJSON(_ data: Data) {
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    printJSON(try APIDates.encoder().encode(value))
+}
+
+extension Step: ExpressibleByArgument {}
+
+// MARK: serve
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the engine and the HTTP API (admin API for the CLI, host API for the VMs).")
+
+    @Option(help: "The YAML configuration file (see docs/configuration.md).")
+    var config: String
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = try Configuration.load(file: config)
+        var logger = Logger(label: "onetouch")
+        logger.logLevel = Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info
+        let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: logger)
+        let app = try OneTouchApplication(
+            configuration: configuration, adapters: adapters, environment: environment, logger: logger)
+        do {
+            try await app.run(logger: logger)
+        } catch let error as LeaseHeld {
+            throw AdminClient.Failure(exitCode: 1, description: error.description)
+        }
+    }
+}
+
+// MARK: create
+
+struct Create: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a host and drive it to ready.")
+
+    @Argument(help: "Host name: an RFC 1123 label (web-01) or an FQDN, lower case.")
+    var name: String
+    @Option(help: "Role, as defined in the server's configuration.")
+    var role: String
+    @Option(help: "Instance type, instead of the role's.")
+    var size: String?
+    @Option(name: .customLong("volume-gib"), help: "Data volume size in GiB, instead of the role's.")
+    var volumeGiB: Int?
+    @Flag(help: "Follow the host until it is ready (exit 0) or failed (exit 1).")
+    var wait = false
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        try validateName(name)
+        if role.isEmpty { throw ValidationError("--role is empty; give one of the server's roles") }
+        if let volumeGiB, !(1...16_384).contains(volumeGiB) {
+            throw ValidationError("--volume-gib \(volumeGiB) is out of range; give 1 to 16384")
+        }
+    }
+
+    func run() async throws {
+        let api = try client.client()
+        let data = try await api.send(
+            .POST, "/v1/admin/hosts", body: HostService.CreateRequest(name: name, role: role, size: size, volumeGiB: volumeGiB))
+        let host = try api.decode(HostView.self, data)
+        if !wait {
+            if output.json {
+                printJSON(data)
+            } else {
+                print("\(host.name): created (\(host.id)); follow it with `onetouch events \(host.name) --follow`")
+            }
+            return
+        }
+        if !output.json { print("\(host.name): created (\(host.id), role \(host.role))") }
+        try await Follow(api: api, name: host.name, json: output.json).untilSettled()
+    }
+}
+
+// MARK: status, list, events
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one host.")
+    @Argument var name: String
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws { try validateName(name) }
+
+    func run() async throws {
+        let api = try client.client()
+        let data = try await api.get("/v1/admin/hosts/\(AdminClient.escape(name))")
+        if output.json { return printJSON(data) }
+        let host = try api.decode(HostView.self, data)
+        print("\(host.name) (\(host.id))")
+        print("  state:    \(host.state)\(host.step.map { " (\($0))" } ?? "")")
+        if let reason = host.reason { print("  reason:   \(reason)") }
+        print("  role:     \(host.role)   fqdn: \(host.fqdn)   generation: \(host.generation)")
+        if let instance = host.instanceId { print("  instance: \(instance)   address: \(host.privateIp ?? "-")") }
+        if let volume = host.volumeId { print("  volume:   \(volume)") }
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List hosts.")
+    @Option(help: "Only hosts in this state (pending, running, waiting, ready, failed, paused, destroying, destroyed).")
+    var state: HostState.Kind?
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let api = try client.client()
+        let data = try await api.get("/v1/admin/hosts" + (state.map { "?state=\($0.rawValue)" } ?? ""))
+        if output.json { return printJSON(data) }
+        let hosts = try api.decode([HostView].self, data)
+        if hosts.isEmpty { return print("no hosts") }
+        for host in hosts {
+            let state = host.state + (host.step.map { "(\($0))" } ?? "")
+            print(
+                "\(host.name.padding(toLength: max(24, host.name.count), withPad: " ", startingAt: 0)) \(state.padding(toLength: 24, withPad: " ", startingAt: 0)) \(host.role.padding(toLength: 12, withPad: " ", startingAt: 0)) \(host.instanceId ?? "-")"
+            )
+        }
+    }
+}
+
+extension HostState.Kind: ExpressibleByArgument {}
+
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a host's history of transitions.")
+    @Argument var name: String
+    @Flag(help: "Keep following new events until the host settles.")
+    var follow = false
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws { try validateName(name) }
+
+    func run() async throws {
+        let api = try client.client()
+        if follow { return try await Follow(api: api, name: name, json: output.json, fromStart: true).untilSettled() }
+        let data = try await api.get("/v1/admin/hosts/\(AdminClient.escape(name))/events")
+        if output.json { return printJSON(data) }
+        for event in try api.decode([EventView].self, data) { print(Follow.line(event, duration: nil)) }
+    }
+}
+
+// MARK: resume, retry, destroy, render
+
+struct Resume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Continue a failed or paused host from the step where it stopped.")
+    @Argument var name: String?
+    @Flag(name: .customLong("all-failed"), help: "Resume every failed host.")
+    var allFailed = false
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        switch (name, allFailed) {
+        case (nil, false): throw ValidationError("give a host name or --all-failed")
+        case (.some, true): throw ValidationError("give a host name or --all-failed, not both")
+        case (let name?, false): try validateName(name)
+        default: break
+        }
+    }
+
+    func run() async throws {
+        let api = try client.client()
+        if allFailed {
+            let data = try await api.send(.POST, "/v1/admin/resume-failed", body: Optional<ErrorBody>.none)
+            if output.json { return printJSON(data) }
+            let hosts = try api.decode([HostView].self, data)
+            print(hosts.isEmpty ? "no failed hosts" : hosts.map { "\($0.name): resumed at \($0.step ?? "-")" }.joined(separator: "\n"))
+        } else if let name {
+            let data = try await api.send(.POST, "/v1/admin/hosts/\(AdminClient.escape(name))/resume", body: Optional<ErrorBody>.none)
+            if output.json { return printJSON(data) }
+            let host = try api.decode(HostView.self, data)
+            print("\(host.name): resumed at \(host.step ?? "-")")
+        }
+    }
+}
+
+struct Retry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a host again from an earlier step.")
+    @Argument var name: String
+    @Option(help: "The step to start from: provision, preregister, bootstrap, attach-volume, config-pull, complete.")
+    var from: Step
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        try validateName(name)
+        if from.isTeardown { throw ValidationError("\(from.rawValue) is a teardown step; use `onetouch destroy \(name)`") }
+    }
+
+    func run() async throws {
+        let api = try client.client()
+        let data = try await api.send(.POST, "/v1/admin/hosts/\(AdminClient.escape(name))/retry", body: RetryRequest(from: from))
+        if output.json { return printJSON(data) }
+        let host = try api.decode(HostView.self, data)
+        print("\(host.name): running again from \(host.step ?? from.rawValue)")
+    }
+}
+
+struct Destroy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Tear a host down: directory entry, instance, volume.")
+    @Argument var name: String
+    @Flag(name: .customLong("keep-volume"), help: "Keep the data volume.")
+    var keepVolume = false
+    @Flag(help: "Follow the teardown until it is done.")
+    var wait = false
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws { try validateName(name) }
+
+    func run() async throws {
+        let api = try client.client()
+        let data = try await api.send(
+            .POST, "/v1/admin/hosts/\(AdminClient.escape(name))/destroy", body: DestroyRequest(keepVolume: keepVolume))
+        if !wait {
+            if output.json { return printJSON(data) }
+            return print("\(name): destroying")
+        }
+        try await Follow(api: api, name: name, json: output.json).untilSettled()
+    }
+}
+
+struct Render: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the user-data a host gets, with secrets redacted.")
+    @Argument var name: String
+    @OptionGroup var client: ClientOptions
+
+    func validate() throws { try validateName(name) }
+
+    func run() async throws {
+        let data = try await client.client().get("/v1/admin/hosts/\(AdminClient.escape(name))/user-data")
+        FileHandle.standardOutput.write(data)
+    }
+}

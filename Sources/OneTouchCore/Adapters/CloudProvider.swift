@@ -1,0 +1,122 @@
+import Foundation
+
+/// What a launch needs. `idempotencyKey` is the same for every retry of one logical launch, so the
+/// cloud never creates a second VM for it (EC2 ClientToken).
+public struct LaunchRequest: Sendable, Equatable {
+    public var hostID: String
+    public var hostName: String
+    public var role: String
+    public var instanceType: String
+    public var userData: Data
+    public var idempotencyKey: String
+    public var tags: [String: String]
+
+    public init(
+        hostID: String, hostName: String, role: String, instanceType: String, userData: Data,
+        idempotencyKey: String, tags: [String: String]
+    ) {
+        self.hostID = hostID
+        self.hostName = hostName
+        self.role = role
+        self.instanceType = instanceType
+        self.userData = userData
+        self.idempotencyKey = idempotencyKey
+        self.tags = tags
+    }
+}
+
+public struct Instance: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Codable {
+        case pending, running, stopping, stopped, shuttingDown = "shutting-down", terminated
+    }
+    public var id: String
+    public var state: State
+    public var privateIP: String?
+    public var zone: String?
+    public var tags: [String: String]
+    /// IMDSv2 required (`HttpTokens=required`), where the cloud has such a thing.
+    public var metadataTokensRequired: Bool
+
+    public init(
+        id: String, state: State, privateIP: String? = nil, zone: String? = nil, tags: [String: String] = [:],
+        metadataTokensRequired: Bool = true
+    ) {
+        self.id = id
+        self.state = state
+        self.privateIP = privateIP
+        self.zone = zone
+        self.tags = tags
+        self.metadataTokensRequired = metadataTokensRequired
+    }
+}
+
+public struct VolumeRequest: Sendable, Equatable {
+    public var hostID: String
+    public var zone: String?
+    public var sizeGiB: Int
+    public var idempotencyKey: String
+    public var tags: [String: String]
+
+    public init(hostID: String, zone: String?, sizeGiB: Int, idempotencyKey: String, tags: [String: String]) {
+        self.hostID = hostID
+        self.zone = zone
+        self.sizeGiB = sizeGiB
+        self.idempotencyKey = idempotencyKey
+        self.tags = tags
+    }
+}
+
+public struct Volume: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Codable {
+        case creating, available, inUse = "in-use", deleting, deleted, error
+    }
+    public var id: String
+    public var zone: String?
+    public var sizeGiB: Int
+    public var state: State
+    public var encrypted: Bool
+    public var keyID: String?
+    public var attachedTo: String?
+    public var tags: [String: String]
+
+    public init(
+        id: String, zone: String?, sizeGiB: Int, state: State, encrypted: Bool, keyID: String? = nil,
+        attachedTo: String? = nil, tags: [String: String] = [:]
+    ) {
+        self.id = id
+        self.zone = zone
+        self.sizeGiB = sizeGiB
+        self.state = state
+        self.encrypted = encrypted
+        self.keyID = keyID
+        self.attachedTo = attachedTo
+        self.tags = tags
+    }
+}
+
+/// Tags every managed resource carries, so look-ups by tag find what a crash left behind.
+public enum ManagedTags {
+    public static let hostID = "onetouch:host-id"
+    public static let managed = "onetouch:managed"
+    public static let name = "Name"
+}
+
+/// A cloud that runs VMs and data volumes (EC2, local QEMU). Errors are `StepError`s or
+/// `ClassifiedError`s; "already gone" on removal is success.
+public protocol CloudProvider: Sendable {
+    /// Launches (or, for a key seen before, returns) the VM for `request`.
+    func launch(_ request: LaunchRequest) async throws -> Instance
+    /// Instances by id; unknown ids are simply absent.
+    func instances(ids: [String]) async throws -> [Instance]
+    /// Instances tagged with any of these host ids (any state but terminated).
+    func instances(hostIDs: [String]) async throws -> [Instance]
+    /// Creates (or, for a key seen before, returns) an encrypted data volume.
+    func createVolume(_ request: VolumeRequest) async throws -> Volume
+    /// Volumes by id; unknown ids are simply absent.
+    func volumes(ids: [String]) async throws -> [Volume]
+    /// Volumes tagged with any of these host ids.
+    func volumes(hostIDs: [String]) async throws -> [Volume]
+    func attachVolume(volumeID: String, instanceID: String) async throws
+    func terminate(instanceID: String) async throws
+    func deleteVolume(volumeID: String) async throws
+}

@@ -1,0 +1,61 @@
+/// A host as the Kerberos directory knows it.
+public struct DirectoryHost: Sendable, Equatable {
+    public var fqdn: String
+    public var ipAddress: String?
+    public init(fqdn: String, ipAddress: String? = nil) {
+        self.fqdn = fqdn
+        self.ipAddress = ipAddress
+    }
+}
+
+/// What the directory says about a host entry.
+public struct DirectoryEntry: Sendable, Equatable {
+    public var enrolled: Bool
+    /// A backend-specific marker of the key state (MIT: the key version; IPA: "keytab"/"password").
+    public var keyState: String
+    public init(enrolled: Bool, keyState: String) {
+        self.enrolled = enrolled
+        self.keyState = keyState
+    }
+}
+
+/// The result of a pre-registration: the one-time password now in effect and the key state
+/// enrollment must move away from.
+public struct Preregistration: Sendable, Equatable {
+    public var oneTimePassword: Secret
+    public var baseline: String
+    public init(oneTimePassword: Secret, baseline: String) {
+        self.oneTimePassword = oneTimePassword
+        self.baseline = baseline
+    }
+}
+
+/// What a host needs to enroll itself (served once with its one-time password).
+public struct EnrollmentInfo: Sendable, Equatable, Codable {
+    public var backend: String
+    public var realm: String
+    public var server: String
+    public var principal: String
+    public init(backend: String, realm: String, server: String, principal: String) {
+        self.backend = backend
+        self.realm = realm
+        self.server = server
+        self.principal = principal
+    }
+}
+
+/// A Kerberos directory (FreeIPA, MIT). "Already gone" on removal is success.
+public protocol Directory: Sendable {
+    /// The entry for `host`, or nil when there is none.
+    func lookup(_ host: DirectoryHost) async throws -> DirectoryEntry?
+    /// Creates the entry with `proposedPassword` as its one-time password, or re-issues the one-time
+    /// password of an existing, unenrolled entry. Returns the password now in effect (a backend may
+    /// generate its own).
+    func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration
+    /// True once the host enrolled (its key moved away from `baseline`).
+    func isEnrolled(_ host: DirectoryHost, baseline: String) async throws -> Bool
+    /// Removes (or disables) the entry. Absent is success.
+    func remove(_ host: DirectoryHost) async throws
+    /// What the host needs to enroll.
+    func enrollmentInfo(for host: DirectoryHost) -> EnrollmentInfo
+}

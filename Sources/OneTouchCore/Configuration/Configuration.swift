@@ -1,0 +1,110 @@
+import Foundation
+
+/// A role: what kind of host the application teams ask for.
+public struct Role: Sendable, Equatable {
+    public var name: String
+    public var instanceType: String
+    public var volumeGiB: Int
+    public var playbook: String
+
+    public init(name: String, instanceType: String, volumeGiB: Int, playbook: String) {
+        self.name = name
+        self.instanceType = instanceType
+        self.volumeGiB = volumeGiB
+        self.playbook = playbook
+    }
+}
+
+/// The whole `serve` configuration, read from one YAML file (see docs/configuration.md).
+public struct Configuration: Sendable {
+    public var listenHost: String = "127.0.0.1"
+    public var listenPort: Int = 8780
+    /// The URL hosts call back to (the host API).
+    public var publicURL: String
+    public var database: String
+    public var masterKeyFile: String
+    public var adminTokens: SecretSource
+    /// DNS domain appended to short host names.
+    public var domain: String
+    public var concurrency: Int = 32
+    public var timeouts: [Step: Duration] = [.bootstrap: .seconds(15 * 60), .configPull: .seconds(45 * 60)]
+    public var retry = RetryPolicy()
+    public var configRepository: String
+    public var configBranch: String = "main"
+    public var pullPeriod: Duration = .seconds(30 * 60)
+    public var roles: [String: Role]
+    /// Adapter sections, read by the adapter modules.
+    public var provider: ConfigSection
+    public var directory: ConfigSection
+    public var notifier: ConfigSection
+    public var file: String
+
+    public static let topLevelKeys = [
+        "listen", "public_url", "database", "master_key_file", "admin_tokens", "domain", "concurrency", "timeouts",
+        "retry", "config", "roles", "provider", "directory", "notifier",
+    ]
+
+    public static func load(file: String) throws -> Configuration {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigurationError(file: file, path: "", reason: "cannot read the configuration file; check the path")
+        }
+        return try parse(yaml: String(decoding: data, as: UTF8.self), file: file)
+    }
+
+    public static func parse(yaml: String, file: String) throws -> Configuration {
+        let root = try ConfigSection.parse(yaml: yaml, file: file)
+        try root.rejectUnknownKeys(topLevelKeys)
+        let configRepo = try root.requiredSection("config")
+        try configRepo.rejectUnknownKeys(["repository", "branch", "pull_period"])
+        var configuration = Configuration(
+            publicURL: try root.requiredString("public_url"),
+            database: try root.string("database") ?? "onetouch.sqlite",
+            masterKeyFile: try root.string("master_key_file") ?? "master.key",
+            adminTokens: try root.secretSource("admin_tokens") ?? .environment("ONETOUCH_ADMIN_TOKEN"),
+            domain: try root.requiredString("domain"),
+            configRepository: try configRepo.requiredString("repository"),
+            roles: [:],
+            provider: try root.requiredSection("provider"),
+            directory: try root.requiredSection("directory"),
+            notifier: try root.section("notifier") ?? ConfigSection.parse(yaml: "kind: log", file: file),
+            file: file)
+        guard let url = URL(string: configuration.publicURL), url.scheme == "http" || url.scheme == "https", url.host != nil
+        else { throw root.error("public_url", "expected an http:// or https:// URL the hosts can reach") }
+        if let listen = try root.string("listen") {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                (0...65535).contains(port)
+            else { throw root.error("listen", "expected HOST:PORT, e.g. 127.0.0.1:8780, got '\(listen)'") }
+            configuration.listenHost = String(listen[..<colon])
+            configuration.listenPort = port
+        }
+        configuration.concurrency = try root.int("concurrency", range: 1...10_000) ?? configuration.concurrency
+        configuration.configBranch = try configRepo.string("branch") ?? configuration.configBranch
+        configuration.pullPeriod = try configRepo.duration("pull_period") ?? configuration.pullPeriod
+        guard configuration.pullPeriod >= .seconds(60) else {
+            throw configRepo.error("pull_period", "must be at least 1m so hosts do not hammer git")
+        }
+        if let timeouts = try root.section("timeouts") {
+            try timeouts.rejectUnknownKeys(["bootstrap", "config_pull"])
+            if let t = try timeouts.duration("bootstrap") { configuration.timeouts[.bootstrap] = t }
+            if let t = try timeouts.duration("config_pull") { configuration.timeouts[.configPull] = t }
+        }
+        if let retry = try root.section("retry") {
+            try retry.rejectUnknownKeys(["base_delay", "max_delay", "max_attempts", "budget"])
+            configuration.retry.baseDelay = try retry.duration("base_delay") ?? configuration.retry.baseDelay
+            configuration.retry.maxDelay = try retry.duration("max_delay") ?? configuration.retry.maxDelay
+            configuration.retry.maxAttempts = try retry.int("max_attempts", range: 1...1000) ?? configuration.retry.maxAttempts
+            configuration.retry.budget = try retry.duration("budget") ?? configuration.retry.budget
+        }
+        let roles = try root.requiredSection("roles")
+        guard !roles.keys.isEmpty else { throw root.error("roles", "define at least one role") }
+        for name in roles.keys {
+            let role = try roles.requiredSection(name)
+            try role.rejectUnknownKeys(["instance_type", "volume_gib", "playbook"])
+            configuration.roles[name] = Role(
+                name: name, instanceType: try role.requiredString("instance_type"),
+                volumeGiB: try role.int("volume_gib", range: 1...16_384) ?? 10,
+                playbook: try role.string("playbook") ?? "\(name).yml")
+        }
+        return configuration
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+
+/// A host as the admin API shows it (stable JSON for `--json`).
+public struct HostView: Sendable, Codable, Equatable {
+    public var id: String
+    public var name: String
+    public var fqdn: String
+    public var role: String
+    public var state: String
+    public var step: String?
+    public var reason: String?
+    public var generation: Int
+    public var instanceId: String?
+    public var privateIp: String?
+    public var volumeId: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(_ host: HostRecord) {
+        let spec = try? host.decodedSpec
+        let facts = host.decodedFacts
+        id = host.id
+        name = host.name
+        fqdn = spec?.fqdn ?? host.name
+        role = host.role
+        state = host.state.rawValue
+        step = host.step?.rawValue
+        reason = host.reason
+        generation = host.generation
+        instanceId = facts.instanceID
+        privateIp = facts.privateIP
+        volumeId = facts.volumeID
+        createdAt = host.createdAt
+        updatedAt = host.updatedAt
+    }
+}
+
+/// One event as the admin API shows it.
+public struct EventView: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var at: Date
+    public var from: String?
+    public var to: String
+    public var step: String?
+    public var reason: String
+    public var actor: String
+
+    public init(_ event: EventRecord) {
+        id = event.id ?? 0
+        at = event.at
+        from = event.fromState
+        to = event.toState
+        step = event.step?.rawValue
+        reason = event.reason
+        actor = event.actor
+    }
+}
+
+public struct RetryRequest: Sendable, Codable, Equatable {
+    public var from: Step
+    public init(from: Step) { self.from = from }
+}
+
+public struct DestroyRequest: Sendable, Codable, Equatable {
+    public var keepVolume: Bool
+    public init(keepVolume: Bool) { self.keepVolume = keepVolume }
+}
+
+/// The body of every error response.
+public struct ErrorBody: Sendable, Codable, Equatable {
+    public var error: String
+    public init(error: String) { self.error = error }
+}
+
+/// The one-time password response of the host API.
+public struct EnrollmentBody: Sendable, Codable, Equatable {
+    public var backend: String
+    public var realm: String
+    public var server: String
+    public var principal: String
+    public var oneTimePassword: String
+
+    public init(backend: String, realm: String, server: String, principal: String, oneTimePassword: String) {
+        self.backend = backend
+        self.realm = realm
+        self.server = server
+        self.principal = principal
+        self.oneTimePassword = oneTimePassword
+    }
+}
+
+public enum APIDates {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}

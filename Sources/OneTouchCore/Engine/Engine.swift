@@ -1,0 +1,314 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Where a crash can strike around a step's external call; tests stop the engine there.
+public enum CrashPoint: String, Sendable, CaseIterable {
+    case attemptCommitted = "attempt-committed"
+    case externalCallMade = "external-call-made"
+    case resultCommitted = "result-committed"
+}
+
+/// Thrown by a crash hook to stop the engine at a `CrashPoint` in tests.
+public struct SimulatedCrash: Error {
+    public init() {}
+}
+
+/// Drives every unfinished host through its steps, concurrently and bounded, surviving crashes.
+///
+/// Rules: the attempt (with its idempotency key) is committed before the external call and its result
+/// after; errors carry their class; deadlines are persisted; time, randomness and ids are injected.
+public final class Engine: Service, Sendable {
+    public struct Options: Sendable {
+        public var concurrency: Int = 32
+        public var retry = RetryPolicy()
+        public var timeouts: [Step: Duration] = [.bootstrap: .seconds(900), .configPull: .seconds(2700)]
+        public var leaseTTL: Duration = .seconds(30)
+        /// Longest sleep between looks at the schedule.
+        public var idleInterval: Duration = .seconds(5)
+        public init() {}
+    }
+
+    public let services: StepServices
+    public let options: Options
+    private let clock: any EngineClock
+    private let random: any RandomSource
+    private let owner: String
+    private let scheduler = Scheduler()
+    private let crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?
+    private var store: Store { services.store }
+    private var logger: Logger { services.logger }
+
+    public init(
+        services: StepServices, options: Options = Options(), clock: any EngineClock = SystemClock(),
+        random: any RandomSource = SystemRandom(), owner: String,
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
+    ) {
+        self.services = services
+        self.options = options
+        self.clock = clock
+        self.random = random
+        self.owner = owner
+        self.crashHook = crashHook
+    }
+
+    static let leaseName = "engine"
+
+    // MARK: Running
+
+    /// Takes the lease, loads every unfinished host and drives them until cancelled.
+    public func run() async throws {
+        try store.acquireLease(Self.leaseName, owner: owner, ttl: options.leaseTTL, now: clock.now)
+        defer { try? store.releaseLease(Self.leaseName, owner: owner) }
+        let loaded = try await loadUnfinishedHosts()
+        logger.info("Engine started", metadata: ["hosts.unfinished": "\(loaded)", "engine.owner": "\(owner)"])
+        // On SIGTERM/SIGINT the loop and in-flight steps are cancelled: that is a crash the engine is
+        // built to survive, and the next start resumes every host.
+        try await cancelWhenGracefulShutdown { try await self.drive() }
+        logger.info("Engine stopped", metadata: ["engine.owner": "\(owner)"])
+    }
+
+    private func drive() async throws {
+        var leaseRenewal = clock.now.addingTimeInterval(options.leaseTTL.seconds / 3)
+        try await withThrowingDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let now = clock.now
+                if now >= leaseRenewal {
+                    try store.acquireLease(Self.leaseName, owner: owner, ttl: options.leaseTTL, now: now)
+                    leaseRenewal = now.addingTimeInterval(options.leaseTTL.seconds / 3)
+                }
+                let free = options.concurrency - (await scheduler.inFlightCount)
+                let ids = await scheduler.takeDue(now: now, limit: free)
+                for id in ids {
+                    group.addTask {
+                        await self.process(id)
+                        await self.scheduler.finished(id)
+                    }
+                }
+                if !ids.isEmpty { continue }
+                var wakeAt = min(leaseRenewal, now.addingTimeInterval(options.idleInterval.seconds))
+                if let next = await scheduler.nextDue() { wakeAt = min(wakeAt, next) }
+                await waitForChange(until: wakeAt)
+            }
+        }
+    }
+
+    private func waitForChange(until date: Date) async {
+        let clock = self.clock
+        let scheduler = self.scheduler
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await scheduler.waitForChange() }
+            group.addTask { try? await clock.sleep(until: date) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Loads every unfinished host into the schedule; returns how many.
+    @discardableResult
+    public func loadUnfinishedHosts() async throws -> Int {
+        let hosts = try store.unfinishedHosts()
+        let now = clock.now
+        for host in hosts { await scheduler.schedule(host.id, at: host.nextAt ?? now) }
+        return hosts.count
+    }
+
+    /// Asks the engine to look at a host now (a new host, a report, a command).
+    public func wake(_ hostID: String) async {
+        await scheduler.schedule(hostID, at: clock.now)
+    }
+
+    /// Processes every host that is due now, repeatedly, until none is due at the current time.
+    /// Used by tests and the benchmark with a controlled clock.
+    public func runUntilIdle() async {
+        while true {
+            let ids = await scheduler.takeDue(now: clock.now, limit: options.concurrency)
+            if ids.isEmpty { return }
+            await withDiscardingTaskGroup { group in
+                for id in ids {
+                    group.addTask {
+                        await self.process(id)
+                        await self.scheduler.finished(id)
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the host is next due, if it is scheduled (for tests).
+    public func nextDue() async -> Date? { await scheduler.nextDue() }
+
+    // MARK: One host
+
+    func process(_ hostID: String) async {
+        do {
+            guard let host = try store.host(id: hostID) else { return }
+            switch host.hostState {
+            case .pending:
+                var workflow = HostWorkflow(state: host.hostState)
+                _ = try workflow.apply(.begin)
+                var update = Store.HostUpdate()
+                update.state = workflow.state
+                update.eventReason = "engine picked the host up"
+                update.nextAt = .some(clock.now)
+                try store.update(host, update, now: clock.now)
+                await scheduler.schedule(hostID, at: clock.now)
+            case .running(let step), .waiting(let step), .destroying(let step):
+                try await runStep(step, of: host)
+            case .ready, .failed, .paused, .destroyed:
+                return
+            }
+        } catch is SimulatedCrash {
+            logger.warning("Simulated crash", metadata: ["host.id": "\(hostID)"])
+        } catch let error as HostChanged {
+            logger.debug("Host changed meanwhile; looking again", metadata: ["host.id": "\(error.hostID)"])
+            await scheduler.schedule(hostID, at: clock.now)
+        } catch {
+            // The store itself failed (disk full, database locked too long): try again later.
+            logger.error("Could not process host", metadata: ["host.id": "\(hostID)", "error": "\(error)"])
+            await scheduler.schedule(hostID, at: clock.now.addingTimeInterval(5))
+        }
+    }
+
+    private func crash(_ step: Step, _ point: CrashPoint) throws {
+        try crashHook?(step, point)
+    }
+
+    private func runStep(_ step: Step, of host: HostRecord) async throws {
+        guard let implementation = Steps.all[step] else { return }
+        let spec = try host.decodedSpec
+        var attempt: AttemptRecord
+        if let open = try store.openAttempt(hostID: host.id, step: step, generation: host.generation) {
+            attempt = open  // a crash or a waiting step left it open: same key, same deadline
+        } else {
+            let deadline = step.isWaiting ? options.timeouts[step].map { clock.now.addingTimeInterval($0.seconds) } : nil
+            attempt = try store.beginAttempt(
+                hostID: host.id, step: step, generation: host.generation, key: Self.idempotencyKey(host, step),
+                deadline: deadline, now: clock.now)
+            try crash(step, .attemptCommitted)
+        }
+        let now = clock.now
+        if let deadline = attempt.deadline, now >= deadline {
+            let waited = Int(deadline.timeIntervalSince(attempt.startedAt))
+            let error = StepError.permanent(
+                "the host did not report \(step == .bootstrap ? "booted" : "configured") within \(waited / 60)m\(waited % 60)s",
+                hint:
+                    "check the instance's console log and /var/log/onetouch-bootstrap.log, then run `onetouch retry \(spec.name) --from \(step == .bootstrap ? "provision" : "config-pull")`"
+            )
+            try await finish(host, step: step, attempt: &attempt, error: error, spec: spec)
+            return
+        }
+        let context = StepContext(host: host, spec: spec, facts: host.decodedFacts, attempt: attempt, now: now, services: services)
+        let outcome: StepOutcome
+        do {
+            outcome = try await implementation.run(context)
+        } catch is SimulatedCrash {
+            throw SimulatedCrash()
+        } catch {
+            try crash(step, .externalCallMade)
+            try await finish(host, step: step, attempt: &attempt, error: StepError.classify(error), spec: spec)
+            return
+        }
+        try crash(step, .externalCallMade)
+        try await finish(host, step: step, attempt: &attempt, outcome: outcome)
+        try crash(step, .resultCommitted)
+    }
+
+    static func idempotencyKey(_ host: HostRecord, _ step: Step) -> String {
+        "\(host.id)-\(step.rawValue)-g\(host.generation)"
+    }
+
+    private func finish(_ host: HostRecord, step: Step, attempt: inout AttemptRecord, outcome: StepOutcome) async throws {
+        let now = clock.now
+        var update = Store.HostUpdate()
+        var workflow = HostWorkflow(state: host.hostState)
+        switch outcome {
+        case .done(let facts):
+            attempt.finishedAt = now
+            attempt.outcome = .succeeded
+            update.attempt = attempt
+            update.facts = facts
+            _ = try workflow.apply(.stepSucceeded)
+            update.state = workflow.state
+            update.eventReason = "\(step.rawValue) done"
+            update.nextAt = .some(workflow.state.isUnfinished ? now : nil)
+            if workflow.state == .ready {
+                logger.info("Host ready", metadata: ["host.id": "\(host.id)", "host.name": "\(host.name)"])
+            }
+            if workflow.state == .destroyed { update.revokeToken = true }
+            try store.update(host, update, now: now)
+            if workflow.state.isUnfinished { await scheduler.schedule(host.id, at: now) }
+        case .wait(let facts):
+            update.facts = facts
+            let deadline = attempt.deadline ?? now.addingTimeInterval(options.idleInterval.seconds)
+            if case .running = host.hostState {
+                _ = try workflow.apply(.stepWaiting)
+                update.state = workflow.state
+                update.eventReason = "waiting for the host to report in"
+            }
+            update.nextAt = .some(deadline)
+            if update.state != nil || facts != host.decodedFacts || host.nextAt != deadline {
+                try store.update(host, update, now: now)
+            }
+            await scheduler.schedule(host.id, at: deadline)
+        case .poll(let facts, let after):
+            let next = now.addingTimeInterval(after.seconds)
+            update.facts = facts
+            update.nextAt = .some(next)
+            if facts != host.decodedFacts { try store.update(host, update, now: now) }
+            await scheduler.schedule(host.id, at: next)
+        }
+    }
+
+    private func finish(_ host: HostRecord, step: Step, attempt: inout AttemptRecord, error: StepError, spec: HostSpec) async throws {
+        let now = clock.now
+        var update = Store.HostUpdate()
+        var workflow = HostWorkflow(state: host.hostState)
+        attempt.finishedAt = now
+        attempt.errorClass = error.errorClass
+        attempt.errorMessage = error.message
+        var errorClass = error.errorClass
+        var message = error.description
+        if errorClass == .transient {
+            let first = try store.firstAttemptStart(hostID: host.id, step: step, generation: host.generation) ?? attempt.startedAt
+            let elapsed = now.timeIntervalSince(first)
+            if attempt.attempt >= options.retry.maxAttempts || elapsed >= options.retry.budget.seconds {
+                errorClass = .permanent
+                message = "gave up after \(attempt.attempt) attempts over \(Int(elapsed))s: \(error.message)"
+            } else {
+                var delay = options.retry.delay(afterAttempt: attempt.attempt, unit: random.unit())
+                if let after = error.retryAfter, after > delay { delay = after }
+                let next = now.addingTimeInterval(delay.seconds)
+                attempt.outcome = .retrying
+                update.attempt = attempt
+                update.state = host.hostState
+                update.eventReason =
+                    "attempt \(attempt.attempt) of \(step.rawValue) failed (\(error.message)); retrying in \(String(format: "%.1f", delay.seconds))s"
+                update.nextAt = .some(next)
+                try store.update(host, update, now: now)
+                logger.notice(
+                    "Step failed; will retry",
+                    metadata: [
+                        "host.id": "\(host.id)", "step": "\(step.rawValue)", "attempt": "\(attempt.attempt)", "error": "\(error.message)",
+                    ])
+                await scheduler.schedule(host.id, at: next)
+                return
+            }
+        }
+        if error.hint == nil { message += "; fix the cause, then run `onetouch resume \(spec.name)`" }
+        attempt.outcome = errorClass == .needsHuman ? .paused : .failed
+        update.attempt = attempt
+        _ = try workflow.apply(errorClass == .needsHuman ? .needsHuman(reason: message) : .stepFailed(reason: message))
+        update.state = workflow.state
+        update.eventReason = message
+        update.nextAt = .some(nil)
+        try store.update(host, update, now: now)
+        if errorClass == .permanent {
+            try store.wipeSecret(hostID: host.id, kind: .oneTimePassword, now: now)
+        }
+        logger.warning(
+            errorClass == .needsHuman ? "Host paused" : "Host failed",
+            metadata: ["host.id": "\(host.id)", "step": "\(step.rawValue)", "reason": "\(message)"])
+    }
+
+}

@@ -1,0 +1,272 @@
+import Foundation
+import Logging
+
+/// An admin or host request that cannot be done, with what to do instead.
+public struct ServiceError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable { case invalid, notFound, conflict, unauthorized }
+    public var kind: Kind
+    public var message: String
+    public var description: String { message }
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+}
+
+/// What the admin API and the host API do, without HTTP. The workflow decides every transition;
+/// this records what people and hosts said and wakes the engine.
+public final class HostService: Sendable {
+    public let store: Store
+    private let secrets: SecretBox
+    private let renderer: UserDataRenderer
+    private let roles: [String: Role]
+    private let domain: String
+    private let directory: any Directory
+    private let clock: any EngineClock
+    private let ids: any IDGenerator
+    private let wake: @Sendable (String) async -> Void
+    private let logger: Logger
+
+    public init(
+        store: Store, secrets: SecretBox, renderer: UserDataRenderer, roles: [String: Role], domain: String,
+        directory: any Directory, clock: any EngineClock, ids: any IDGenerator, logger: Logger,
+        wake: @escaping @Sendable (String) async -> Void
+    ) {
+        self.store = store
+        self.secrets = secrets
+        self.renderer = renderer
+        self.roles = roles
+        self.domain = domain
+        self.directory = directory
+        self.clock = clock
+        self.ids = ids
+        self.logger = logger
+        self.wake = wake
+    }
+
+    // MARK: Admin
+
+    public struct CreateRequest: Sendable, Codable, Equatable {
+        public var name: String
+        public var role: String
+        public var size: String?
+        public var volumeGiB: Int?
+        public init(name: String, role: String, size: String? = nil, volumeGiB: Int? = nil) {
+            self.name = name
+            self.role = role
+            self.size = size
+            self.volumeGiB = volumeGiB
+        }
+    }
+
+    /// Validates and records a new host, then wakes the engine. Nothing happens on bad input.
+    public func create(_ request: CreateRequest, actor: String) async throws -> HostRecord {
+        let name: String
+        do { name = try HostName.validate(request.name) } catch { throw ServiceError(.invalid, error.description) }
+        guard let role = roles[request.role] else {
+            throw ServiceError(
+                .invalid, "unknown role '\(request.role)'; known roles: \(roles.keys.sorted().joined(separator: ", "))")
+        }
+        if let size = request.size, size.isEmpty || size.contains(where: { $0.isWhitespace || $0 == "'" }) {
+            throw ServiceError(.invalid, "invalid size '\(size)'; give an instance type such as t3.small")
+        }
+        if let gib = request.volumeGiB, !(1...16_384).contains(gib) {
+            throw ServiceError(.invalid, "volume size \(gib) GiB is out of range; give 1 to 16384")
+        }
+        let spec = HostSpec(
+            name: name, fqdn: HostName.fqdn(name, domain: domain), role: role.name,
+            instanceType: request.size ?? role.instanceType, volumeGiB: request.volumeGiB ?? role.volumeGiB,
+            playbook: role.playbook)
+        let id = ids.hostID()
+        let token = secrets.hostToken(hostID: id, generation: 1)
+        do {
+            let host = try store.createHost(
+                id: id, spec: spec, tokenHash: SecretBox.tokenHash(token), now: clock.now, actor: actor)
+            logger.info("Host created", metadata: ["host.id": "\(id)", "host.name": "\(name)", "actor": "\(actor)"])
+            await wake(id)
+            return host
+        } catch let error as HostNameTaken {
+            throw ServiceError(.conflict, error.description)
+        }
+    }
+
+    public func host(named name: String) throws -> HostRecord {
+        guard let host = try store.host(named: name) else { throw ServiceError(.notFound, UnknownHost(name: name).description) }
+        return host
+    }
+
+    /// Continues a failed or paused host from the step where it stopped.
+    public func resume(_ name: String, actor: String) async throws -> HostRecord {
+        let host = try host(named: name)
+        guard case .failed(let step, _) = host.hostState, true else {
+            if case .paused = host.hostState { return try await move(host, .resume, actor: actor) }
+            throw ServiceError(.conflict, "\(name) is \(host.hostState), not failed or paused: nothing to resume")
+        }
+        if try otpLost(host, step: step) {
+            return try await move(
+                host, .retry(from: .preregister), actor: actor,
+                note: "its one-time password was wiped before the host fetched it, so it is issued again")
+        }
+        return try await move(host, .resume, actor: actor)
+    }
+
+    /// Resumes every failed host; returns those resumed.
+    public func resumeAllFailed(actor: String) async throws -> [HostRecord] {
+        var resumed: [HostRecord] = []
+        for host in try store.hosts(state: .failed) {
+            resumed.append(try await resume(host.name, actor: actor))
+        }
+        return resumed
+    }
+
+    /// Runs again from `step` (at or before where the host stopped; any step for a ready host).
+    public func retry(_ name: String, from step: Step, actor: String) async throws -> HostRecord {
+        let host = try host(named: name)
+        guard !step.isTeardown else {
+            throw ServiceError(.invalid, "\(step.rawValue) is a teardown step; use `onetouch destroy \(name)`")
+        }
+        if step > .preregister, let current = host.hostState.step, try otpLost(host, step: current) {
+            return try await move(
+                host, .retry(from: .preregister), actor: actor,
+                note: "its one-time password was wiped before the host fetched it, so it is issued again")
+        }
+        return try await move(host, .retry(from: step), actor: actor)
+    }
+
+    public func destroy(_ name: String, keepVolume: Bool, actor: String) async throws -> HostRecord {
+        let host = try host(named: name)
+        return try await move(host, .destroy, actor: actor, keepVolume: keepVolume)
+    }
+
+    /// The user-data the host gets, with its token redacted.
+    public func renderUserData(_ name: String) throws -> String {
+        let host = try host(named: name)
+        return try renderer.render(hostID: host.id, generation: host.generation, spec: try host.decodedSpec, token: nil)
+    }
+
+    private func otpLost(_ host: HostRecord, step: Step) throws -> Bool {
+        guard step > .preregister, step <= .configPull else { return false }
+        let otp = try store.secret(hostID: host.id, kind: .oneTimePassword)
+        return otp?.wipedAt != nil && otp?.deliveredAt == nil
+    }
+
+    private func move(
+        _ host: HostRecord, _ input: HostWorkflow.Input, actor: String, keepVolume: Bool? = nil, note: String? = nil
+    ) async throws -> HostRecord {
+        var workflow = HostWorkflow(state: host.hostState)
+        do { _ = try workflow.apply(input) } catch {
+            throw ServiceError(.conflict, "\(host.name): \(error.description)")
+        }
+        var update = Store.HostUpdate()
+        update.state = workflow.state
+        update.actor = actor
+        update.eventReason = [input.verb + " requested", note].compactMap { $0 }.joined(separator: "; ")
+        update.nextAt = .some(clock.now)
+        update.keepVolume = keepVolume
+        var facts = host.decodedFacts
+        let latest = try store.latestReportID(hostID: host.id)
+        var floors = facts.reportFloors ?? [:]
+        floors[ReportRecord.Stage.failed.rawValue] = latest
+        if case .retry(let from) = input {
+            let ownsDirectoryEntry = facts.directoryBaseline != nil || facts.replaceDirectoryEntry == true
+            if from == .provision {
+                // A new generation: a new VM, a new token, fresh facts.
+                let generation = host.generation + 1
+                update.generation = generation
+                update.tokenHash = SecretBox.tokenHash(secrets.hostToken(hostID: host.id, generation: generation))
+                update.reportFloor = latest
+                facts = HostFacts()
+            }
+            if from <= .preregister && ownsDirectoryEntry { facts.replaceDirectoryEntry = true }
+            for (stage, waitedFrom) in [
+                (ReportRecord.Stage.booted, Step.bootstrap), (.volumeMounted, .attachVolume), (.configured, .configPull),
+            ]
+            where from <= waitedFrom {
+                floors[stage.rawValue] = latest
+            }
+            if from <= .preregister { facts.directoryBaseline = nil }
+            if from <= .complete { facts.enrolled = nil; facts.readyAnnounced = nil }
+        }
+        facts.reportFloors = floors
+        update.facts = facts
+        let updated: HostRecord
+        do { updated = try store.update(host, update, now: clock.now) } catch let error as HostChanged {
+            throw ServiceError(.conflict, error.description)
+        }
+        logger.info(
+            "Host command",
+            metadata: ["host.id": "\(host.id)", "command": "\(input.verb)", "actor": "\(actor)", "state": "\(workflow.state)"])
+        await wake(host.id)
+        return updated
+    }
+
+    // MARK: Host API
+
+    /// The host a token belongs to; throws `unauthorized` for an unknown host, a wrong or revoked token.
+    public func authenticate(hostID: String, token: String) throws -> HostRecord {
+        guard let host = try store.host(id: hostID), let hash = host.tokenHash, SecretBox.tokenMatches(token, hash: hash)
+        else { throw ServiceError(.unauthorized, "unknown host or invalid token") }
+        return host
+    }
+
+    public struct Report: Sendable, Codable, Equatable {
+        public var stage: ReportRecord.Stage
+        public var exitStatus: Int?
+        public var logTail: String?
+        public var volumeId: String?
+        public init(stage: ReportRecord.Stage, exitStatus: Int? = nil, logTail: String? = nil, volumeId: String? = nil) {
+            self.stage = stage
+            self.exitStatus = exitStatus
+            self.logTail = logTail
+            self.volumeId = volumeId
+        }
+    }
+
+    public static let maxLogTail = 64 * 1024
+
+    /// Records what a host said. Reports after `ready` are no-ops. Returns whether it was recorded.
+    public func report(hostID: String, token: String, _ report: Report) async throws -> Bool {
+        let host = try authenticate(hostID: hostID, token: token)
+        if host.hostState == .ready || host.hostState.kind == .destroying || host.hostState == .destroyed { return false }
+        if let tail = report.logTail, tail.utf8.count > Self.maxLogTail {
+            throw ServiceError(.invalid, "logTail is \(tail.utf8.count) bytes; send at most the last \(Self.maxLogTail)")
+        }
+        if report.stage == .configured && report.exitStatus == nil {
+            throw ServiceError(.invalid, "a configured report needs exitStatus")
+        }
+        try store.recordReport(
+            hostID: hostID, stage: report.stage, exitStatus: report.exitStatus, detail: report.logTail ?? report.volumeId,
+            now: clock.now)
+        logger.info("Host reported", metadata: ["host.id": "\(hostID)", "stage": "\(report.stage.rawValue)"])
+        await wake(hostID)
+        return true
+    }
+
+    public enum Enrollment: Sendable, Equatable {
+        case tooEarly
+        case delivered(info: EnrollmentInfo, oneTimePassword: Secret)
+        case gone
+    }
+
+    /// The one-time password, served once: too early before pre-registration, gone afterwards.
+    public func enrollment(hostID: String, token: String) throws -> Enrollment {
+        let host = try authenticate(hostID: hostID, token: token)
+        let spec = try host.decodedSpec
+        guard host.decodedFacts.directoryBaseline != nil else { return .tooEarly }
+        switch try store.deliverSecretOnce(hostID: hostID, kind: .oneTimePassword, now: clock.now) {
+        case .notYet: return .tooEarly
+        case .gone: return .gone
+        case .delivered(let sealed):
+            let otp = try secrets.open(sealed, hostID: hostID, kind: SecretRecord.Kind.oneTimePassword.rawValue)
+            logger.info("One-time password delivered", metadata: ["host.id": "\(hostID)"])
+            return .delivered(info: directory.enrollmentInfo(for: DirectoryHost(fqdn: spec.fqdn)), oneTimePassword: otp)
+        }
+    }
+
+    /// The data volume the host should mount, once it is attached.
+    public func volume(hostID: String, token: String) throws -> String? {
+        let host = try authenticate(hostID: hostID, token: token)
+        guard let step = host.hostState.step, step > .attachVolume || host.hostState == .ready else { return nil }
+        return host.decodedFacts.volumeID
+    }
+}

@@ -1,0 +1,53 @@
+/// Whether a retry can help. An error that does not say is permanent.
+public enum ErrorClass: String, Sendable, Codable {
+    /// Throttling, 5xx, timeouts, connection resets: retried with backoff inside the step's budget.
+    case transient
+    /// Validation, 4xx, authorization: the host fails with a reason and zero retries.
+    case permanent
+    /// Something a person must fix first (expired credentials, say): the host pauses.
+    case needsHuman = "needs-human"
+}
+
+/// The error type steps and adapters throw to say what went wrong and whether a retry can help.
+public struct StepError: Error, Sendable, CustomStringConvertible {
+    public var errorClass: ErrorClass
+    /// What happened, for people. Never contains a secret.
+    public var message: String
+    /// What to do next, for people; the engine appends the exact command when it can.
+    public var hint: String?
+    /// For transient errors: wait at least this long before the next attempt (Retry-After).
+    public var retryAfter: Duration?
+
+    public init(_ errorClass: ErrorClass, _ message: String, hint: String? = nil, retryAfter: Duration? = nil) {
+        self.errorClass = errorClass
+        self.message = message
+        self.hint = hint
+        self.retryAfter = retryAfter
+    }
+
+    public static func transient(_ message: String, retryAfter: Duration? = nil) -> StepError {
+        StepError(.transient, message, retryAfter: retryAfter)
+    }
+    public static func permanent(_ message: String, hint: String? = nil) -> StepError {
+        StepError(.permanent, message, hint: hint)
+    }
+    public static func needsHuman(_ message: String, hint: String? = nil) -> StepError {
+        StepError(.needsHuman, message, hint: hint)
+    }
+
+    public var description: String {
+        if let hint { "\(message); \(hint)" } else { message }
+    }
+
+    /// Classifies any error: a `StepError` keeps its class, anything else is permanent.
+    public static func classify(_ error: any Error) -> StepError {
+        if let stepError = error as? StepError { return stepError }
+        if let classified = error as? any ClassifiedError { return classified.stepError }
+        return .permanent("unexpected error: \(error)")
+    }
+}
+
+/// Adapters' own error types conform to say how the engine should treat them.
+public protocol ClassifiedError: Error {
+    var stepError: StepError { get }
+}

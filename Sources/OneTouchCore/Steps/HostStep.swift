@@ -1,0 +1,73 @@
+import Foundation
+import Logging
+
+/// Everything a step may use. Passed in, never global.
+public struct StepServices: Sendable {
+    public var cloud: any CloudProvider
+    public var directory: any Directory
+    public var notifier: any Notifier
+    public var store: Store
+    public var secrets: SecretBox
+    public var renderer: UserDataRenderer
+    public var logger: Logger
+
+    public init(
+        cloud: any CloudProvider, directory: any Directory, notifier: any Notifier, store: Store, secrets: SecretBox,
+        renderer: UserDataRenderer, logger: Logger
+    ) {
+        self.cloud = cloud
+        self.directory = directory
+        self.notifier = notifier
+        self.store = store
+        self.secrets = secrets
+        self.renderer = renderer
+        self.logger = logger
+    }
+}
+
+/// One attempt's view of its host.
+public struct StepContext: Sendable {
+    public var host: HostRecord
+    public var spec: HostSpec
+    public var facts: HostFacts
+    public var attempt: AttemptRecord
+    public var now: Date
+    public var services: StepServices
+
+    public var hostID: String { host.id }
+    public var idempotencyKey: String { attempt.idempotencyKey }
+    public var directoryHost: DirectoryHost { DirectoryHost(fqdn: spec.fqdn, ipAddress: facts.privateIP) }
+    /// Tags for every resource of this host and generation.
+    public var tags: [String: String] {
+        [
+            ManagedTags.hostID: host.id, ManagedTags.managed: "true", ManagedTags.name: spec.fqdn,
+            "onetouch:generation": String(host.generation), "onetouch:role": spec.role,
+        ]
+    }
+}
+
+/// What an attempt achieved.
+public enum StepOutcome: Sendable, Equatable {
+    /// The step's work is done; go on to the next step.
+    case done(HostFacts)
+    /// A waiting step: the host has not reported yet. Wait for a report or the deadline.
+    case wait(HostFacts)
+    /// Progress was made but the cloud is not there yet (instance pending): look again after a while,
+    /// without spending the retry budget.
+    case poll(HostFacts, after: Duration)
+}
+
+/// A small, idempotent unit of work: safe to run again after a crash at any point.
+public protocol HostStep: Sendable {
+    var step: Step { get }
+    func run(_ context: StepContext) async throws -> StepOutcome
+}
+
+/// The steps, by name.
+public enum Steps {
+    public static let all: [Step: any HostStep] = [
+        .provision: ProvisionStep(), .preregister: PreregisterStep(), .bootstrap: BootstrapStep(),
+        .attachVolume: AttachVolumeStep(), .configPull: ConfigPullStep(), .complete: CompleteStep(),
+        .deregister: DeregisterStep(), .terminate: TerminateStep(), .deleteVolume: DeleteVolumeStep(),
+    ]
+}

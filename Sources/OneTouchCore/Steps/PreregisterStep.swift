@@ -1,0 +1,49 @@
+import Foundation
+
+/// Creates the Kerberos host entry with a one-time password (OTP), stored sealed before the directory
+/// call so a crash re-issues the same password. An OTP that was already delivered is never rotated
+/// under the host.
+struct PreregisterStep: HostStep {
+    let step = Step.preregister
+
+    func run(_ context: StepContext) async throws -> StepOutcome {
+        var facts = context.facts
+        let services = context.services
+        let host = context.directoryHost
+        let existing = try services.store.secret(hostID: context.hostID, kind: .oneTimePassword)
+
+        if let existing, existing.deliveredAt != nil, facts.directoryBaseline != nil {
+            // The host holds the password and may be enrolling right now: leave it alone.
+            return .done(facts)
+        }
+        if facts.replaceDirectoryEntry == true {
+            // Re-provisioning: the old entry (enrolled by this host's previous machine) is replaced.
+            try await services.directory.remove(host)
+            facts.replaceDirectoryEntry = nil
+        }
+        if let entry = try await services.directory.lookup(host), entry.enrolled {
+            throw StepError.permanent(
+                "the directory already has \(context.spec.fqdn) enrolled by another machine",
+                hint: "remove that entry from the directory, or create this host under another name")
+        }
+        let proposed: Secret
+        if let existing, existing.deliveredAt == nil, existing.wipedAt == nil, let sealed = existing.sealed {
+            proposed = try services.secrets.open(sealed, hostID: context.hostID, kind: SecretRecord.Kind.oneTimePassword.rawValue)
+        } else {
+            proposed = SecretBox.oneTimePassword()
+            try store(proposed, context)
+        }
+        let result = try await services.directory.preregister(host, proposedPassword: proposed)
+        if result.oneTimePassword != proposed { try store(result.oneTimePassword, context) }
+        facts.directoryBaseline = result.baseline
+        services.logger.info(
+            "Pre-registered host in the directory", metadata: ["host.id": "\(context.hostID)", "fqdn": "\(context.spec.fqdn)"])
+        return .done(facts)
+    }
+
+    private func store(_ password: Secret, _ context: StepContext) throws {
+        let kind = SecretRecord.Kind.oneTimePassword
+        let sealed = try context.services.secrets.seal(password, hostID: context.hostID, kind: kind.rawValue)
+        try context.services.store.putSecret(hostID: context.hostID, kind: kind, sealed: sealed, now: context.now)
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// Launches the VM with the rendered user-data. Idempotent by the launch key (host id + generation)
+/// and, as a second guard, by looking the host's tag up before launching.
+struct ProvisionStep: HostStep {
+    let step = Step.provision
+
+    func run(_ context: StepContext) async throws -> StepOutcome {
+        var facts = context.facts
+        let cloud = context.services.cloud
+        if facts.instanceID == nil {
+            let tagged = try await cloud.instances(hostIDs: [context.hostID]).filter { $0.state != .terminated }
+            let generation = String(context.host.generation)
+            // Instances of an earlier generation were superseded by `retry --from provision`.
+            for stale in tagged where stale.tags["onetouch:generation"] != generation {
+                try await cloud.terminate(instanceID: stale.id)
+            }
+            if let mine = tagged.first(where: { $0.tags["onetouch:generation"] == generation }) {
+                facts.instanceID = mine.id
+            } else {
+                let token = context.services.secrets.hostToken(hostID: context.hostID, generation: context.host.generation)
+                let userData = try context.services.renderer.render(
+                    hostID: context.hostID, generation: context.host.generation, spec: context.spec, token: token)
+                let instance = try await cloud.launch(
+                    LaunchRequest(
+                        hostID: context.hostID, hostName: context.spec.fqdn, role: context.spec.role,
+                        instanceType: context.spec.instanceType, userData: Data(userData.utf8),
+                        idempotencyKey: context.idempotencyKey, tags: context.tags))
+                facts.instanceID = instance.id
+                context.services.logger.info(
+                    "Launched instance",
+                    metadata: ["host.id": "\(context.hostID)", "host.name": "\(context.spec.name)", "instance": "\(instance.id)"])
+            }
+        }
+        guard let instanceID = facts.instanceID else { return .poll(facts, after: .seconds(1)) }
+        guard let instance = try await cloud.instances(ids: [instanceID]).first else {
+            // Just created: the cloud may not show it yet (eventual consistency).
+            return .poll(facts, after: .seconds(2))
+        }
+        guard instance.metadataTokensRequired else {
+            throw StepError.permanent(
+                "instance \(instanceID) was launched without IMDSv2 required (HttpTokens=required)",
+                hint: "terminate it, check the provider's launch settings, then run `onetouch retry \(context.spec.name) --from provision`")
+        }
+        switch instance.state {
+        case .running where instance.privateIP != nil:
+            facts.privateIP = instance.privateIP
+            facts.zone = instance.zone
+            return .done(facts)
+        case .pending, .running:
+            return .poll(facts, after: .seconds(2))
+        case .stopping, .stopped, .shuttingDown, .terminated:
+            throw StepError.permanent(
+                "instance \(instanceID) is \(instance.state.rawValue): it was stopped or terminated outside onetouch",
+                hint: "run `onetouch retry \(context.spec.name) --from provision` to launch a new one")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// Removes the host from the Kerberos directory and wipes its one-time password. Absent is success.
+struct DeregisterStep: HostStep {
+    let step = Step.deregister
+
+    func run(_ context: StepContext) async throws -> StepOutcome {
+        try await context.services.directory.remove(context.directoryHost)
+        try context.services.store.wipeSecret(hostID: context.hostID, kind: .oneTimePassword, now: context.now)
+        return .done(context.facts)
+    }
+}
+
+/// Terminates every instance of the host (any generation) and waits until they are gone.
+struct TerminateStep: HostStep {
+    let step = Step.terminate
+
+    func run(_ context: StepContext) async throws -> StepOutcome {
+        let cloud = context.services.cloud
+        var ids = Set(try await cloud.instances(hostIDs: [context.hostID]).map(\.id))
+        if let id = context.facts.instanceID { ids.insert(id) }
+        let live = try await cloud.instances(ids: Array(ids)).filter { $0.state != .terminated }
+        if live.isEmpty { return .done(context.facts) }
+        for instance in live where instance.state != .shuttingDown {
+            try await cloud.terminate(instanceID: instance.id)
+        }
+        return .poll(context.facts, after: .seconds(1))
+    }
+}
+
+/// Deletes the host's data volumes unless `--keep-volume` was asked for, then announces the teardown.
+struct DeleteVolumeStep: HostStep {
+    let step = Step.deleteVolume
+
+    func run(_ context: StepContext) async throws -> StepOutcome {
+        var facts = context.facts
+        let cloud = context.services.cloud
+        if !context.host.keepVolume {
+            var ids = Set(try await cloud.volumes(hostIDs: [context.hostID]).map(\.id))
+            if let id = facts.volumeID { ids.insert(id) }
+            let volumes = try await cloud.volumes(ids: Array(ids)).filter { $0.state != .deleted && $0.state != .deleting }
+            if volumes.contains(where: { $0.attachedTo != nil }) {
+                return .poll(facts, after: .seconds(1))  // still detaching from the terminated instance
+            }
+            for volume in volumes { try await cloud.deleteVolume(volumeID: volume.id) }
+        }
+        if facts.destroyAnnounced != true {
+            try await context.services.notifier.announce(
+                Announcement(
+                    kind: .destroyed, hostName: context.spec.fqdn, hostID: context.hostID, role: context.spec.role,
+                    text: "\(context.spec.fqdn) was destroyed" + (context.host.keepVolume ? " (its data volume was kept)" : ""),
+                    idempotencyKey: "\(context.hostID)-destroyed"))
+            facts.destroyAnnounced = true
+        }
+        return .done(facts)
+    }
+}

@@ -1,0 +1,370 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// The database facade: one writer, named writes that keep the invariants.
+///
+/// SQLite in WAL mode with `synchronous=FULL` and a busy timeout. Every state change is written with
+/// its event row in the same transaction.
+public final class Store: Sendable {
+    public let pool: DatabasePool
+    private let commitCounter = Mutex<Int>(0)
+
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    public init(path: String) throws {
+        var configuration = GRDB.Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Migrations.migrator().migrate(pool)
+    }
+
+    /// Number of write transactions committed through this facade (for the benchmark).
+    public var commits: Int { commitCounter.withLock { $0 } }
+
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        let result = try pool.write(body)
+        commitCounter.withLock { $0 += 1 }
+        return result
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.read(body)
+    }
+}
+
+// MARK: - Hosts
+
+public struct HostNameTaken: Error, CustomStringConvertible {
+    public let name: String
+    public init(name: String) { self.name = name }
+    public var description: String {
+        "a host named \(name) already exists and is not destroyed; pick another name, or run `onetouch destroy \(name)` first"
+    }
+}
+
+public struct HostChanged: Error, CustomStringConvertible {
+    public let hostID: String
+    public var description: String { "host \(hostID) was changed by someone else meanwhile; try again" }
+}
+
+public struct UnknownHost: Error, CustomStringConvertible {
+    public let name: String
+    public var description: String { "no host named \(name); `onetouch list` shows the hosts there are" }
+}
+
+extension Store {
+    /// Inserts a new host in `pending` with its "created" event.
+    public func createHost(
+        id: String, spec: HostSpec, tokenHash: Data, now: Date, actor: String
+    ) throws -> HostRecord {
+        let record = HostRecord(
+            id: id, name: spec.name, role: spec.role, spec: JSON.encode(spec), state: .pending, step: nil, reason: nil,
+            generation: 1, facts: "{}", tokenHash: tokenHash, reportFloor: 0, keepVolume: false, nextAt: now,
+            version: 0, createdAt: now, updatedAt: now)
+        do {
+            return try write { db in
+                try record.insert(db)
+                var event = EventRecord(
+                    hostID: id, at: now, fromState: nil, toState: HostState.pending.description, step: nil,
+                    reason: "created with role \(spec.role)", actor: actor)
+                try event.insert(db)
+                return record
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw HostNameTaken(name: spec.name)
+        }
+    }
+
+    public func host(id: String) throws -> HostRecord? {
+        try read { db in try HostRecord.fetchOne(db, key: id) }
+    }
+
+    /// The host with this name that is not destroyed, else the most recently destroyed one.
+    public func host(named name: String) throws -> HostRecord? {
+        try read { db in
+            try HostRecord.fetchOne(
+                db,
+                sql: """
+                    SELECT * FROM hosts WHERE name = ?
+                    ORDER BY (state = 'destroyed'), created_at DESC LIMIT 1
+                    """, arguments: [name])
+        }
+    }
+
+    public func hosts(state: HostState.Kind? = nil) throws -> [HostRecord] {
+        try read { db in
+            if let state {
+                return try HostRecord.fetchAll(db, sql: "SELECT * FROM hosts WHERE state = ? ORDER BY name", arguments: [state])
+            }
+            return try HostRecord.fetchAll(db, sql: "SELECT * FROM hosts ORDER BY name")
+        }
+    }
+
+    /// Every host the engine should drive, with when it should act next.
+    public func unfinishedHosts() throws -> [(id: String, nextAt: Date?)] {
+        try read { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT id, next_at FROM hosts WHERE state IN ('pending','running','waiting','destroying')")
+            return rows.map { (id: $0["id"], nextAt: $0["next_at"]) }
+        }
+    }
+
+    /// A change to one host, committed in one transaction with its event (if the state changes) and
+    /// the attempt row it finishes (if any). Fails with `HostChanged` if the row moved meanwhile.
+    public struct HostUpdate: Sendable {
+        public var state: HostState?
+        public var eventReason: String?
+        public var actor: String = "engine"
+        public var facts: HostFacts?
+        public var nextAt: Date??
+        public var generation: Int?
+        public var reportFloor: Int64?
+        public var keepVolume: Bool?
+        public var revokeToken = false
+        public var tokenHash: Data?
+        public var attempt: AttemptRecord?
+        public init() {}
+    }
+
+    @discardableResult
+    public func update(_ host: HostRecord, _ change: HostUpdate, now: Date) throws -> HostRecord {
+        try write { db in try apply(change, to: host, now: now, db: db) }
+    }
+
+    func apply(_ change: HostUpdate, to host: HostRecord, now: Date, db: Database) throws -> HostRecord {
+        var row = host
+        let from = host.hostState
+        if let state = change.state {
+            row.state = state.kind
+            row.step = state.step
+            row.reason = state.reason
+        }
+        if let facts = change.facts { row.facts = JSON.encode(facts) }
+        if let nextAt = change.nextAt { row.nextAt = nextAt }
+        if let generation = change.generation { row.generation = generation }
+        if let floor = change.reportFloor { row.reportFloor = floor }
+        if let keep = change.keepVolume { row.keepVolume = keep }
+        if let hash = change.tokenHash { row.tokenHash = hash }
+        if change.revokeToken { row.tokenHash = nil }
+        row.version = host.version + 1
+        row.updatedAt = now
+        try db.execute(
+            sql: """
+                UPDATE hosts SET state = ?, step = ?, reason = ?, generation = ?, facts = ?, token_hash = ?,
+                  report_floor = ?, keep_volume = ?, next_at = ?, version = ?, updated_at = ?
+                WHERE id = ? AND version = ?
+                """,
+            arguments: [
+                row.state, row.step, row.reason, row.generation, row.facts, row.tokenHash, row.reportFloor,
+                row.keepVolume, row.nextAt, row.version, row.updatedAt, row.id, host.version,
+            ])
+        guard db.changesCount == 1 else { throw HostChanged(hostID: host.id) }
+        if let state = change.state, state != from || change.eventReason != nil {
+            var event = EventRecord(
+                hostID: host.id, at: now, fromState: from.description, toState: state.description, step: state.step,
+                reason: change.eventReason ?? "", actor: change.actor)
+            try event.insert(db)
+        }
+        if let attempt = change.attempt { try attempt.update(db) }
+        return row
+    }
+}
+
+// MARK: - Step attempts
+
+extension Store {
+    /// The unfinished attempt of a step in this generation, left by a crash or a waiting step.
+    public func openAttempt(hostID: String, step: Step, generation: Int) throws -> AttemptRecord? {
+        try read { db in
+            try AttemptRecord.fetchOne(
+                db,
+                sql: """
+                    SELECT * FROM step_attempts
+                    WHERE host_id = ? AND step = ? AND generation = ? AND finished_at IS NULL
+                    ORDER BY attempt DESC LIMIT 1
+                    """, arguments: [hostID, step, generation])
+        }
+    }
+
+    /// Attempts of a step in this generation so far, oldest first.
+    public func attempts(hostID: String, step: Step? = nil, generation: Int? = nil) throws -> [AttemptRecord] {
+        try read { db in
+            var sql = "SELECT * FROM step_attempts WHERE host_id = ?"
+            var arguments: StatementArguments = [hostID]
+            if let step {
+                sql += " AND step = ?"
+                arguments += [step]
+            }
+            if let generation {
+                sql += " AND generation = ?"
+                arguments += [generation]
+            }
+            return try AttemptRecord.fetchAll(db, sql: sql + " ORDER BY id", arguments: arguments)
+        }
+    }
+
+    /// Commits the intent to run a step, with its idempotency key, before the external call.
+    public func beginAttempt(
+        hostID: String, step: Step, generation: Int, key: String, deadline: Date?, now: Date
+    ) throws -> AttemptRecord {
+        try write { db in
+            let previous =
+                try Int.fetchOne(
+                    db, sql: "SELECT MAX(attempt) FROM step_attempts WHERE host_id = ? AND step = ? AND generation = ?",
+                    arguments: [hostID, step, generation]) ?? 0
+            var attempt = AttemptRecord(
+                id: nil, hostID: hostID, step: step, generation: generation, attempt: previous + 1,
+                idempotencyKey: key, startedAt: now, finishedAt: nil, deadline: deadline, outcome: nil,
+                errorClass: nil, errorMessage: nil, data: "{}")
+            try attempt.insert(db)
+            return attempt
+        }
+    }
+
+    /// The first attempt of a step in this generation (for the step's time budget).
+    public func firstAttemptStart(hostID: String, step: Step, generation: Int) throws -> Date? {
+        try read { db in
+            try Date.fetchOne(
+                db,
+                sql: "SELECT MIN(started_at) FROM step_attempts WHERE host_id = ? AND step = ? AND generation = ?",
+                arguments: [hostID, step, generation])
+        }
+    }
+}
+
+// MARK: - Events
+
+extension Store {
+    public func events(hostID: String, after: Int64 = 0, limit: Int = 1000) throws -> [EventRecord] {
+        try read { db in
+            try EventRecord.fetchAll(
+                db, sql: "SELECT * FROM events WHERE host_id = ? AND id > ? ORDER BY id LIMIT ?",
+                arguments: [hostID, after, limit])
+        }
+    }
+}
+
+// MARK: - Reports
+
+extension Store {
+    @discardableResult
+    public func recordReport(
+        hostID: String, stage: ReportRecord.Stage, exitStatus: Int?, detail: String?, now: Date
+    ) throws -> ReportRecord {
+        try write { db in
+            var report = ReportRecord(
+                id: nil, hostID: hostID, stage: stage, exitStatus: exitStatus, detail: detail, receivedAt: now)
+            try report.insert(db)
+            return report
+        }
+    }
+
+    /// The latest report of `stage` newer than the host's report floor.
+    public func latestReport(hostID: String, stage: ReportRecord.Stage, after floor: Int64) throws -> ReportRecord? {
+        try read { db in
+            try ReportRecord.fetchOne(
+                db,
+                sql: "SELECT * FROM reports WHERE host_id = ? AND stage = ? AND id > ? ORDER BY id DESC LIMIT 1",
+                arguments: [hostID, stage, floor])
+        }
+    }
+
+    public func latestReportID(hostID: String) throws -> Int64 {
+        try read { db in
+            try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM reports WHERE host_id = ?", arguments: [hostID]) ?? 0
+        }
+    }
+}
+
+// MARK: - Secrets
+
+extension Store {
+    /// Stores a sealed secret, replacing one that was never delivered.
+    public func putSecret(hostID: String, kind: SecretRecord.Kind, sealed: Data, now: Date) throws {
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO secrets (host_id, kind, sealed, created_at) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (host_id, kind) DO UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at,
+                      delivered_at = NULL, wiped_at = NULL
+                    """, arguments: [hostID, kind, sealed, now])
+        }
+    }
+
+    public func secret(hostID: String, kind: SecretRecord.Kind) throws -> SecretRecord? {
+        try read { db in
+            try SecretRecord.fetchOne(db, sql: "SELECT * FROM secrets WHERE host_id = ? AND kind = ?", arguments: [hostID, kind])
+        }
+    }
+
+    public enum Delivery: Sendable, Equatable {
+        case notYet
+        case delivered(Data)
+        case gone
+    }
+
+    /// Hands a secret out exactly once: the first call gets it and marks it delivered.
+    public func deliverSecretOnce(hostID: String, kind: SecretRecord.Kind, now: Date) throws -> Delivery {
+        try write { db in
+            guard
+                let row = try SecretRecord.fetchOne(
+                    db, sql: "SELECT * FROM secrets WHERE host_id = ? AND kind = ?", arguments: [hostID, kind])
+            else { return .notYet }
+            guard row.deliveredAt == nil, row.wipedAt == nil, let sealed = row.sealed else { return .gone }
+            try db.execute(
+                sql: "UPDATE secrets SET delivered_at = ? WHERE host_id = ? AND kind = ?", arguments: [now, hostID, kind])
+            return .delivered(sealed)
+        }
+    }
+
+    /// Erases a secret's ciphertext, keeping the row as a record that it existed.
+    public func wipeSecret(hostID: String, kind: SecretRecord.Kind, now: Date) throws {
+        try write { db in
+            try db.execute(
+                sql: "UPDATE secrets SET sealed = NULL, wiped_at = ? WHERE host_id = ? AND kind = ? AND wiped_at IS NULL",
+                arguments: [now, hostID, kind])
+        }
+    }
+}
+
+// MARK: - Leases
+
+public struct LeaseHeld: Error, CustomStringConvertible {
+    public let owner: String
+    public let expiresAt: Date
+    public var description: String {
+        "another `onetouch serve` (\(owner)) is driving the hosts in this database until \(expiresAt) unless it stops; "
+            + "stop that process first, or point this one at another database"
+    }
+}
+
+extension Store {
+    /// Takes or renews the named lease for `owner` until `now + ttl`. Throws `LeaseHeld` while another
+    /// owner holds an unexpired lease.
+    public func acquireLease(_ name: String, owner: String, ttl: Duration, now: Date) throws {
+        try write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT owner, expires_at FROM leases WHERE name = ?", arguments: [name]) {
+                let holder: String = row["owner"]
+                let expires: Date = row["expires_at"]
+                if holder != owner && expires > now { throw LeaseHeld(owner: holder, expiresAt: expires) }
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
+                    ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                    """, arguments: [name, owner, now.addingTimeInterval(ttl.seconds)])
+        }
+    }
+
+    public func releaseLease(_ name: String, owner: String) throws {
+        try write { db in
+            try db.execute(sql: "DELETE FROM leases WHERE name = ? AND owner = ?", arguments: [name, owner])
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import OneTouchCore
+
+/// The HTTP side of `onetouch serve`: the admin API (bearer tokens), the host API (per-host tokens)
+/// and `/healthz`. It records what callers said; the workflow decides what happens.
+public enum OneTouchServer {
+    /// Largest request body accepted: a 64 KiB log tail plus its JSON envelope.
+    public static let maxBodyBytes = 80 * 1024
+
+    public static func router(service: HostService, adminTokenHashes: [Data]) -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.get("/healthz") { _, _ in "ok\n" }
+
+        // MARK: Host API
+        router.post("/v1/hosts/:id/reports") { request, context in
+            let id = try context.parameters.require("id")
+            let token = try bearer(request)
+            let report: HostService.Report = try await decodeBody(request)
+            let recorded = try await call { try await service.report(hostID: id, token: token, report) }
+            return try json(.ok, ["recorded": recorded])
+        }
+        router.get("/v1/hosts/:id/enrollment") { request, context in
+            let id = try context.parameters.require("id")
+            let token = try bearer(request)
+            switch try await call({ try service.enrollment(hostID: id, token: token) }) {
+            case .tooEarly:
+                return try json(
+                    HTTPResponse.Status(code: 425, reasonPhrase: "Too Early"),
+                    ErrorBody(error: "pre-registration is not done yet; poll again in a few seconds"))
+            case .gone:
+                return try json(.gone, ErrorBody(error: "the one-time password was already fetched or wiped"))
+            case .delivered(let info, let otp):
+                return try json(
+                    .ok,
+                    EnrollmentBody(
+                        backend: info.backend, realm: info.realm, server: info.server, principal: info.principal,
+                        oneTimePassword: otp.reveal()),
+                    headers: [.cacheControl: "no-store"])
+            }
+        }
+        router.get("/v1/hosts/:id/volume") { request, context in
+            let id = try context.parameters.require("id")
+            let token = try bearer(request)
+            guard let volume = try await call({ try service.volume(hostID: id, token: token) }) else {
+                return try json(
+                    HTTPResponse.Status(code: 425, reasonPhrase: "Too Early"),
+                    ErrorBody(error: "the data volume is not attached yet; poll again in a few seconds"))
+            }
+            return try json(.ok, ["volumeId": volume])
+        }
+
+        // MARK: Admin API
+        let admin = router.group("/v1/admin").add(middleware: AdminAuth(tokenHashes: adminTokenHashes))
+        admin.post("/hosts") { request, _ in
+            let body: HostService.CreateRequest = try await decodeBody(request)
+            let host = try await call { try await service.create(body, actor: "admin") }
+            return try json(.created, HostView(host))
+        }
+        admin.get("/hosts") { request, _ in
+            var state: HostState.Kind?
+            if let raw = request.uri.queryParameters.get("state") {
+                guard let kind = HostState.Kind(rawValue: raw) else {
+                    throw APIError(
+                        .badRequest, "unknown state '\(raw)'; use one of \(HostState.Kind.allCases.map(\.rawValue).joined(separator: ", "))"
+                    )
+                }
+                state = kind
+            }
+            return try json(.ok, try service.store.hosts(state: state).map(HostView.init))
+        }
+        admin.get("/hosts/:name") { _, context in
+            let name = try context.parameters.require("name")
+            return try json(.ok, HostView(try await call { try service.host(named: name) }))
+        }
+        admin.get("/hosts/:name/events") { request, context in
+            let name = try context.parameters.require("name")
+            let after = request.uri.queryParameters.get("after").flatMap(Int64.init) ?? 0
+            let host = try await call { try service.host(named: name) }
+            return try json(.ok, try service.store.events(hostID: host.id, after: after).map(EventView.init))
+        }
+        admin.get("/hosts/:name/user-data") { _, context in
+            let name = try context.parameters.require("name")
+            let text = try await call { try service.renderUserData(name) }
+            return Response(
+                status: .ok, headers: [.contentType: "text/cloud-config; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        admin.post("/hosts/:name/resume") { _, context in
+            let name = try context.parameters.require("name")
+            return try json(.ok, HostView(try await call { try await service.resume(name, actor: "admin") }))
+        }
+        admin.post("/resume-failed") { _, _ in
+            try json(.ok, try await call { try await service.resumeAllFailed(actor: "admin") }.map(HostView.init))
+        }
+        admin.post("/hosts/:name/retry") { request, context in
+            let name = try context.parameters.require("name")
+            let body: RetryRequest = try await decodeBody(request)
+            return try json(.ok, HostView(try await call { try await service.retry(name, from: body.from, actor: "admin") }))
+        }
+        admin.post("/hosts/:name/destroy") { request, context in
+            let name = try context.parameters.require("name")
+            let body: DestroyRequest = try await decodeBody(request)
+            return try json(
+                .ok, HostView(try await call { try await service.destroy(name, keepVolume: body.keepVolume, actor: "admin") }))
+        }
+        return router
+    }
+
+    // MARK: Helpers
+
+    static func bearer(_ request: Request) throws -> String {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
+            throw APIError(.unauthorized, "missing bearer token")
+        }
+        return String(header.dropFirst(7))
+    }
+
+    static func decodeBody<T: Decodable>(_ request: Request) async throws -> T {
+        let buffer: ByteBuffer
+        do { buffer = try await request.body.collect(upTo: maxBodyBytes) } catch {
+            throw APIError(.contentTooLarge, "request body larger than \(maxBodyBytes) bytes")
+        }
+        do { return try APIDates.decoder().decode(T.self, from: Data(buffer: buffer)) } catch {
+            throw APIError(.badRequest, "invalid JSON body: \(describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "missing field '\(key.stringValue)'"
+        case DecodingError.dataCorrupted(let context): context.debugDescription
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            "field '\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)"
+        default: "unreadable"
+        }
+    }
+
+    static func json<T: Encodable>(_ status: HTTPResponse.Status, _ value: T, headers: HTTPFields = [:]) throws -> Response {
+        var fields = headers
+        fields[.contentType] = "application/json"
+        let data = try APIDates.encoder().encode(value)
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// Maps service errors to HTTP statuses.
+    static func call<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as ServiceError {
+            switch error.kind {
+            case .invalid: throw APIError(.badRequest, error.message)
+            case .notFound: throw APIError(.notFound, error.message)
+            case .conflict: throw APIError(.conflict, error.message)
+            case .unauthorized: throw APIError(.unauthorized, error.message)
+            }
+        }
+    }
+}
+
+/// An error response with a JSON body `{"error": "..."}`.
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let message: String
+    init(_ status: HTTPResponse.Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        try OneTouchServer.json(status, ErrorBody(error: message))
+    }
+}
+
+/// Admin bearer tokens, compared (as SHA-256) in constant time.
+struct AdminAuth<Context: RequestContext>: RouterMiddleware {
+    let tokenHashes: [Data]
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let token = try OneTouchServer.bearer(request)
+        var matched = false
+        for hash in tokenHashes where SecretBox.tokenMatches(token, hash: hash) { matched = true }
+        guard matched else { throw APIError(.unauthorized, "invalid admin token") }
+        return try await next(request, context)
+    }
+}

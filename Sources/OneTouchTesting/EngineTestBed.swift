@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import OneTouchCore
+
+/// An engine on a real SQLite file with fake adapters, a manual clock and simulated hosts that follow
+/// the host protocol. Used by the engine tests and the benchmark.
+public final class EngineTestBed: @unchecked Sendable {
+    public let directory: String
+    public let databasePath: String
+    public let cloud: FakeCloud
+    public let directoryService: FakeDirectory
+    public let notifier: FakeNotifier
+    public let clock: ManualClock
+    public let logs = LogCapture()
+    public let ids = SequentialIDs()
+    public let masterKeyPath: String
+    public var options: Engine.Options
+    public private(set) var store: Store
+    public private(set) var engine: Engine
+    public private(set) var service: HostService
+    /// Host names whose configuration pull should report this exit status instead of 0.
+    public var configExitStatus: [String: Int] = [:]
+    /// Hosts that never report in (to test deadlines).
+    public var silentHosts: Set<String> = []
+    public var crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?
+
+    public static let roles = ["web": Role(name: "web", instanceType: "t3.small", volumeGiB: 20, playbook: "web.yml")]
+
+    public init(
+        cloud: FakeCloud = FakeCloud(), options: Engine.Options = EngineTestBed.defaultOptions,
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
+    ) throws {
+        directory = NSTemporaryDirectory() + "onetouch-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        databasePath = directory + "/onetouch.sqlite"
+        masterKeyPath = directory + "/master.key"
+        self.cloud = cloud
+        directoryService = FakeDirectory()
+        notifier = FakeNotifier()
+        clock = ManualClock()
+        self.options = options
+        self.crashHook = crashHook
+        (store, engine, service) = try Self.build(
+            databasePath: databasePath, masterKeyPath: masterKeyPath, cloud: cloud, directory: directoryService,
+            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(), crashHook: crashHook)
+    }
+
+    public static var defaultOptions: Engine.Options {
+        var options = Engine.Options()
+        options.retry = RetryPolicy(baseDelay: .seconds(1), maxDelay: .seconds(30), maxAttempts: 5, budget: .seconds(600))
+        options.concurrency = 16
+        return options
+    }
+
+    static func build(
+        databasePath: String, masterKeyPath: String, cloud: FakeCloud, directory: FakeDirectory, notifier: FakeNotifier,
+        clock: ManualClock, ids: SequentialIDs, options: Engine.Options, logger: Logger,
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?
+    ) throws -> (Store, Engine, HostService) {
+        let store = try Store(path: databasePath)
+        let secrets = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: masterKeyPath))
+        let renderer = UserDataRenderer(
+            publicURL: "http://127.0.0.1:8780", configRepository: "https://git.example.test/config.git",
+            configBranch: "main", pullPeriod: .seconds(1800))
+        let services = StepServices(
+            cloud: cloud, directory: directory, notifier: notifier, store: store, secrets: secrets, renderer: renderer,
+            logger: logger)
+        let engine = Engine(
+            services: services, options: options, clock: clock, random: SeededRandom(seed: 7), owner: "test-\(UUID())",
+            crashHook: crashHook)
+        let service = HostService(
+            store: store, secrets: secrets, renderer: renderer, roles: roles, domain: "onetouch.test",
+            directory: directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0) })
+        return (store, engine, service)
+    }
+
+    /// Simulates a crash and restart: a new store, engine and service on the same database file,
+    /// with every unfinished host loaded again.
+    public func restart(crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil) async throws {
+        self.crashHook = crashHook
+        (store, engine, service) = try Self.build(
+            databasePath: databasePath, masterKeyPath: masterKeyPath, cloud: cloud, directory: directoryService,
+            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(), crashHook: crashHook)
+        try await engine.loadUnfinishedHosts()
+    }
+
+    @discardableResult
+    public func create(_ name: String) async throws -> HostRecord {
+        try await service.create(.init(name: name, role: "web"), actor: "test")
+    }
+
+    public func host(_ name: String) throws -> HostRecord {
+        try service.host(named: name)
+    }
+
+    /// Plays the host side for every host waiting on it, as the bootstrap script would.
+    public func simulateHosts() async throws {
+        for host in try store.hosts(state: .waiting) where !silentHosts.contains(host.name) {
+            let token = try tokenFor(host)
+            switch host.step {
+            case .bootstrap?:
+                _ = try await service.report(hostID: host.id, token: token.reveal(), .init(stage: .booted))
+            case .configPull?:
+                let spec = try host.decodedSpec
+                if case .delivered(_, let otp) = try service.enrollment(hostID: host.id, token: token.reveal()) {
+                    directoryService.enroll(fqdn: spec.fqdn, password: otp)
+                }
+                _ = try await service.report(
+                    hostID: host.id, token: token.reveal(), .init(stage: .volumeMounted, volumeId: host.decodedFacts.volumeID))
+                _ = try await service.report(
+                    hostID: host.id, token: token.reveal(), .init(stage: .configured, exitStatus: configExitStatus[host.name] ?? 0))
+            default:
+                break
+            }
+        }
+    }
+
+    /// The host token as the host got it in its user-data.
+    public func tokenFor(_ host: HostRecord) throws -> Secret {
+        SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: masterKeyPath)).hostToken(
+            hostID: host.id, generation: host.generation)
+    }
+
+    /// Runs the engine, plays the hosts and moves the clock until no host is left to drive (or
+    /// `maxRounds` is reached).
+    public func settle(maxRounds: Int = 10_000) async throws {
+        for _ in 0..<maxRounds {
+            await engine.runUntilIdle()
+            try await simulateHosts()
+            await engine.runUntilIdle()
+            guard let next = await engine.nextDue() else { return }
+            if next > clock.now { clock.set(next) }
+        }
+    }
+
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import OneTouchCore
+import Synchronization
+
+/// An in-memory cloud that honours idempotency keys like EC2's ClientToken and counts every resource
+/// it creates. For tests only.
+public final class FakeCloud: CloudProvider, Sendable {
+    public let faults = FaultPlan()
+    private struct State {
+        var instances: [String: Instance] = [:]
+        var volumes: [String: Volume] = [:]
+        var launchKeys: [String: String] = [:]
+        var volumeKeys: [String: String] = [:]
+        var userData: [String: Data] = [:]
+        var counter = 0
+        var calls: [String: Int] = [:]
+        var instancesCreated = 0
+        var volumesCreated = 0
+        var describesUntilRunning: [String: Int] = [:]
+    }
+    private let state = Mutex(State())
+    /// How many describes a new instance stays `pending` for.
+    public let pendingDescribes: Int
+    public let encryptVolumes: Bool
+    public let requireMetadataTokens: Bool
+
+    public init(pendingDescribes: Int = 0, encryptVolumes: Bool = true, requireMetadataTokens: Bool = true) {
+        self.pendingDescribes = pendingDescribes
+        self.encryptVolumes = encryptVolumes
+        self.requireMetadataTokens = requireMetadataTokens
+    }
+
+    public var instancesCreated: Int { state.withLock { $0.instancesCreated } }
+    public var volumesCreated: Int { state.withLock { $0.volumesCreated } }
+    public func calls(_ operation: String) -> Int { state.withLock { $0.calls[operation, default: 0] } }
+    public var totalCalls: Int { state.withLock { $0.calls.values.reduce(0, +) } }
+    public var allInstances: [Instance] { state.withLock { Array($0.instances.values) } }
+    public var allVolumes: [Volume] { state.withLock { Array($0.volumes.values) } }
+    public func userData(of instanceID: String) -> Data? { state.withLock { $0.userData[instanceID] } }
+
+    private func count(_ operation: String) { state.withLock { $0.calls[operation, default: 0] += 1 } }
+
+    public func launch(_ request: LaunchRequest) async throws -> Instance {
+        count("launch")
+        return try faults.perform("launch") {
+            state.withLock { s in
+                if let id = s.launchKeys[request.idempotencyKey], let existing = s.instances[id] { return existing }
+                s.counter += 1
+                s.instancesCreated += 1
+                let id = String(format: "i-%017x", s.counter)
+                let instance = Instance(
+                    id: id, state: .pending, privateIP: "10.0.\(s.counter / 250).\(s.counter % 250 + 2)", zone: "fake-1a",
+                    tags: request.tags, metadataTokensRequired: requireMetadataTokens)
+                s.instances[id] = instance
+                s.launchKeys[request.idempotencyKey] = id
+                s.userData[id] = request.userData
+                s.describesUntilRunning[id] = pendingDescribes
+                return instance
+            }
+        }
+    }
+
+    public func instances(ids: [String]) async throws -> [Instance] {
+        count("describeInstances")
+        return try faults.perform("describeInstances") {
+            state.withLock { s in
+                ids.compactMap { id -> Instance? in
+                    guard var instance = s.instances[id] else { return nil }
+                    if instance.state == .pending {
+                        let left = s.describesUntilRunning[id, default: 0]
+                        if left <= 0 {
+                            instance.state = .running
+                            s.instances[id] = instance
+                        } else {
+                            s.describesUntilRunning[id] = left - 1
+                        }
+                    }
+                    return instance
+                }
+            }
+        }
+    }
+
+    public func instances(hostIDs: [String]) async throws -> [Instance] {
+        count("describeInstancesByTag")
+        return try faults.perform("describeInstancesByTag") {
+            state.withLock { s in
+                s.instances.values.filter { hostIDs.contains($0.tags[ManagedTags.hostID] ?? "") }
+                    .sorted { $0.id < $1.id }
+            }
+        }
+    }
+
+    public func createVolume(_ request: VolumeRequest) async throws -> Volume {
+        count("createVolume")
+        return try faults.perform("createVolume") {
+            state.withLock { s in
+                if let id = s.volumeKeys[request.idempotencyKey], let existing = s.volumes[id] { return existing }
+                s.counter += 1
+                s.volumesCreated += 1
+                let id = String(format: "vol-%017x", s.counter)
+                let volume = Volume(
+                    id: id, zone: request.zone, sizeGiB: request.sizeGiB, state: .available, encrypted: encryptVolumes,
+                    keyID: encryptVolumes ? "fake-key" : nil, tags: request.tags)
+                s.volumes[id] = volume
+                s.volumeKeys[request.idempotencyKey] = id
+                return volume
+            }
+        }
+    }
+
+    public func volumes(ids: [String]) async throws -> [Volume] {
+        count("describeVolumes")
+        return try faults.perform("describeVolumes") { state.withLock { s in ids.compactMap { s.volumes[$0] } } }
+    }
+
+    public func volumes(hostIDs: [String]) async throws -> [Volume] {
+        count("describeVolumesByTag")
+        return try faults.perform("describeVolumesByTag") {
+            state.withLock { s in
+                s.volumes.values.filter { hostIDs.contains($0.tags[ManagedTags.hostID] ?? "") }.sorted { $0.id < $1.id }
+            }
+        }
+    }
+
+    public func attachVolume(volumeID: String, instanceID: String) async throws {
+        count("attachVolume")
+        try faults.perform("attachVolume") {
+            try state.withLock { s in
+                guard var volume = s.volumes[volumeID] else { throw StepError.permanent("no volume \(volumeID)") }
+                if volume.attachedTo == instanceID { return }
+                guard volume.attachedTo == nil else { throw StepError.permanent("VolumeInUse: \(volumeID)") }
+                volume.attachedTo = instanceID
+                volume.state = .inUse
+                s.volumes[volumeID] = volume
+            }
+        }
+    }
+
+    public func terminate(instanceID: String) async throws {
+        count("terminate")
+        try faults.perform("terminate") {
+            state.withLock { s in
+                guard var instance = s.instances[instanceID] else { return }
+                instance.state = .terminated
+                s.instances[instanceID] = instance
+                for (id, var volume) in s.volumes where volume.attachedTo == instanceID {
+                    volume.attachedTo = nil
+                    volume.state = .available
+                    s.volumes[id] = volume
+                }
+            }
+        }
+    }
+
+    public func deleteVolume(volumeID: String) async throws {
+        count("deleteVolume")
+        try faults.perform("deleteVolume") {
+            try state.withLock { s in
+                guard let volume = s.volumes[volumeID] else { return }
+                guard volume.attachedTo == nil else { throw StepError.transient("VolumeInUse: \(volumeID)") }
+                s.volumes[volumeID] = nil
+            }
+        }
+    }
+}

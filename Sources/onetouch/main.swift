@@ -1,0 +1,4 @@
+import Foundation
+import OneTouchCLI
+
+exit(await OneTouch.runMain())

@@ -1,0 +1,208 @@
+import Foundation
+import OneTouchCore
+import OneTouchTesting
+import Testing
+
+@Suite("Engine with fake adapters and a manual clock")
+struct EngineTests {
+    @Test func happyPathReachesReadyAndAnnouncesOnce() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        #expect(host.hostState == .ready)
+        #expect(bed.cloud.instancesCreated == 1)
+        #expect(bed.cloud.volumesCreated == 1)
+        #expect(bed.directoryService.entriesCreated == 1)
+        #expect(bed.notifier.announcements.map(\.kind) == [.ready])
+        let events = try bed.store.events(hostID: host.id).map(\.toState)
+        #expect(events.first == "pending")
+        #expect(events.last == "ready")
+        #expect(events.contains("waiting(bootstrap)"))
+        // The one-time password is wiped at complete.
+        let otp = try bed.store.secret(hostID: host.id, kind: .oneTimePassword)
+        #expect(otp?.sealed == nil && otp?.wipedAt != nil)
+    }
+
+    @Test func transientFailureIsRetriedWithBackoffAndThenSucceeds() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.cloud.faults.inject(.transient, into: "launch", times: 2)
+        try await bed.create("web-01")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        #expect(host.hostState == .ready)
+        let attempts = try bed.store.attempts(hostID: host.id, step: .provision)
+        #expect(attempts.map(\.attempt) == [1, 2, 3])
+        #expect(attempts.prefix(2).allSatisfy { $0.outcome == .retrying && $0.errorClass == .transient })
+        #expect(Set(attempts.map(\.idempotencyKey)).count == 1, "every retry reuses the idempotency key")
+        #expect(bed.cloud.instancesCreated == 1)
+    }
+
+    @Test func transientFailuresBeyondTheBudgetFailTheHost() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.cloud.faults.inject(.transient, into: "createVolume", times: 50)
+        try await bed.create("web-01")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        guard case .failed(.attachVolume, let reason) = host.hostState else {
+            Issue.record("expected failed(attach-volume), got \(host.hostState)")
+            return
+        }
+        #expect(reason.contains("gave up after 5 attempts"))
+        #expect(reason.contains("onetouch resume web-01"))
+    }
+
+    @Test func permanentFailureFailsWithZeroRetries() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.cloud.faults.inject(.permanent("InvalidAMIID.NotFound: The image id '[ami-0bad]' does not exist"), into: "launch")
+        try await bed.create("web-01")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        #expect(host.hostState.kind == .failed)
+        #expect(host.step == .provision)
+        #expect(host.reason?.contains("InvalidAMIID.NotFound") == true)
+        #expect(try bed.store.attempts(hostID: host.id, step: .provision).count == 1)
+        #expect(bed.cloud.calls("launch") == 1)
+    }
+
+    @Test func needsHumanPausesTheHost() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.cloud.faults.inject(.needsHuman("AWS credentials expired"), into: "launch")
+        try await bed.create("web-01")
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState.kind == .paused)
+        _ = try await bed.service.resume("web-01", actor: "test")
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState == .ready)
+    }
+
+    @Test func silentHostFailsAtTheBootstrapDeadline() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.silentHosts = ["web-01"]
+        let created = try await bed.create("web-01")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        guard case .failed(.bootstrap, let reason) = host.hostState else {
+            Issue.record("expected failed(bootstrap), got \(host.hostState)")
+            return
+        }
+        #expect(reason.contains("did not report booted within 15m0s"))
+        let attempt = try #require(try bed.store.attempts(hostID: created.id, step: .bootstrap).first)
+        #expect(attempt.deadline == attempt.startedAt.addingTimeInterval(900))
+    }
+
+    @Test func deadlineSurvivesARestart() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.silentHosts = ["web-01"]
+        try await bed.create("web-01")
+        for _ in 0..<20 { await bed.engine.runUntilIdle() }
+        let waiting = try bed.host("web-01")
+        #expect(waiting.hostState == .waiting(.bootstrap))
+        let deadline = try #require(try bed.store.openAttempt(hostID: waiting.id, step: .bootstrap, generation: 1)?.deadline)
+        bed.clock.advance(by: .seconds(600))
+        try await bed.restart()
+        await bed.engine.runUntilIdle()
+        #expect(try bed.store.openAttempt(hostID: waiting.id, step: .bootstrap, generation: 1)?.deadline == deadline)
+        #expect(await bed.engine.nextDue() == deadline, "the restarted engine waits for the original deadline")
+    }
+
+    @Test func failedConfigPullNamesTheStatusAndTheRetryCommand() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.configExitStatus = ["web-01": 2]
+        try await bed.create("web-01")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        #expect(host.hostState.kind == .failed)
+        #expect(host.reason?.contains("exited with status 2") == true)
+        #expect(host.reason?.contains("onetouch retry web-01 --from config-pull") == true)
+        // The team fixes the playbook; the next pull succeeds.
+        bed.configExitStatus = [:]
+        _ = try await bed.service.retry("web-01", from: .configPull, actor: "test")
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState == .ready)
+        #expect(bed.cloud.instancesCreated == 1)
+    }
+
+    @Test func retryFromProvisionStartsANewGenerationAndRetiresTheOldInstance() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        try await bed.settle()
+        let before = try bed.host("web-01")
+        _ = try await bed.service.retry("web-01", from: .provision, actor: "test")
+        try await bed.settle()
+        let after = try bed.host("web-01")
+        #expect(after.hostState == .ready)
+        #expect(after.generation == before.generation + 1)
+        #expect(after.tokenHash != before.tokenHash, "a new generation gets a new host token")
+        #expect(bed.cloud.instancesCreated == 2)
+        #expect(bed.cloud.allInstances.filter { $0.state != .terminated }.count == 1)
+    }
+
+    @Test func destroyRemovesEverythingAndDestroyingTwiceIsRefused() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        try await bed.settle()
+        _ = try await bed.service.destroy("web-01", keepVolume: false, actor: "test")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        #expect(host.hostState == .destroyed)
+        #expect(host.tokenHash == nil, "the host token is revoked")
+        #expect(bed.cloud.allInstances.allSatisfy { $0.state == .terminated })
+        #expect(bed.cloud.allVolumes.isEmpty)
+        #expect(bed.directoryService.entryCount == 0)
+        await #expect(throws: ServiceError.self) { try await bed.service.destroy("web-01", keepVolume: false, actor: "test") }
+        // The name is free again.
+        try await bed.create("web-01")
+    }
+
+    @Test func destroyKeepVolumeKeepsTheVolume() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        try await bed.settle()
+        _ = try await bed.service.destroy("web-01", keepVolume: true, actor: "test")
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState == .destroyed)
+        #expect(bed.cloud.allVolumes.count == 1)
+    }
+
+    @Test func duplicateLiveNameIsRefusedBeforeAnySideEffect() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        do {
+            try await bed.create("web-01")
+            Issue.record("a second live web-01 was accepted")
+        } catch let error as ServiceError {
+            #expect(error == ServiceError(.conflict, HostNameTaken(name: "web-01").description))
+        }
+        #expect(try bed.store.hosts().count == 1)
+    }
+
+    @Test func manyHostsRunConcurrentlyAndAllBecomeReady() async throws {
+        let bed = try EngineTestBed(cloud: FakeCloud(pendingDescribes: 2))
+        defer { bed.remove() }
+        for i in 1...40 { try await bed.create("web-\(i)") }
+        try await bed.settle()
+        #expect(try bed.store.hosts(state: .ready).count == 40)
+        #expect(bed.cloud.instancesCreated == 40)
+        #expect(bed.cloud.volumesCreated == 40)
+    }
+
+    @Test func secondEngineOnTheSameDatabaseIsRefusedByTheLease() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try bed.store.acquireLease("engine", owner: "other-host pid 1", ttl: .seconds(30), now: bed.clock.now)
+        await #expect(throws: LeaseHeld.self) { try await bed.engine.run() }
+    }
+}
