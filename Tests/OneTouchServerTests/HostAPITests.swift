@@ -1,0 +1,170 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import OneTouchCore
+import OneTouchServer
+import OneTouchTesting
+import Testing
+
+@Suite("HTTP API: admin auth, host tokens, limits, one-time enrollment")
+struct HostAPITests {
+    static let adminToken = "admin-token-0123456789abcdef"
+
+    func withServer(_ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void) async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let router = OneTouchServer.router(service: bed.service, adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
+        let app = Application(router: router)
+        try await app.test(.router) { client in try await body(bed, client) }
+    }
+
+    func json(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+    func admin() -> HTTPFields { [.authorization: "Bearer \(Self.adminToken)", .contentType: "application/json"] }
+    func bearer(_ token: Secret) -> HTTPFields { [.authorization: "Bearer \(token.reveal())", .contentType: "application/json"] }
+
+    @Test func healthzAnswersWithoutAuth() async throws {
+        try await withServer { _, client in
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+
+    @Test func adminAPIRefusesMissingAndWrongTokens() async throws {
+        try await withServer { _, client in
+            try await client.execute(uri: "/v1/admin/hosts", method: .get) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/admin/hosts", method: .get, headers: [.authorization: "Bearer wrong-token-000000000"]) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(uri: "/v1/admin/hosts", method: .get, headers: admin()) { #expect($0.status == .ok) }
+        }
+    }
+
+    @Test func createValidatesBeforeAnythingHappens() async throws {
+        try await withServer { bed, client in
+            try await client.execute(
+                uri: "/v1/admin/hosts", method: .post, headers: admin(), body: json(#"{"name":"Bad_Name","role":"web"}"#)
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("use lower case only"))
+            }
+            try await client.execute(
+                uri: "/v1/admin/hosts", method: .post, headers: admin(), body: json(#"{"name":"web-01","role":"nope"}"#)
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("unknown role 'nope'; known roles: web"))
+            }
+            #expect(try bed.store.hosts().isEmpty)
+            try await client.execute(
+                uri: "/v1/admin/hosts", method: .post, headers: admin(), body: json(#"{"name":"web-01","role":"web"}"#)
+            ) { #expect($0.status == .created) }
+            try await client.execute(
+                uri: "/v1/admin/hosts", method: .post, headers: admin(), body: json(#"{"name":"web-01","role":"web"}"#)
+            ) { #expect($0.status == .conflict) }
+        }
+    }
+
+    @Test func hostTokenWorksOnlyForItsOwnHost() async throws {
+        try await withServer { bed, client in
+            let a = try await bed.create("web-01")
+            let b = try await bed.create("web-02")
+            let tokenA = try bed.tokenFor(a)
+            let report = json(#"{"stage":"booted"}"#)
+            try await client.execute(uri: "/v1/hosts/\(a.id)/reports", method: .post, body: report) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/hosts/\(b.id)/reports", method: .post, headers: bearer(tokenA), body: report) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(
+                uri: "/v1/hosts/\(a.id)/reports", method: .post, headers: [.authorization: "Bearer x\(tokenA.reveal())"], body: report
+            ) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: "/v1/hosts/\(a.id)/reports", method: .post, headers: bearer(tokenA), body: report) {
+                #expect($0.status == .ok)
+                #expect(String(buffer: $0.body).contains(#""recorded":true"#))
+            }
+        }
+    }
+
+    @Test func oversizedAndMalformedReportsAreRefused() async throws {
+        try await withServer { bed, client in
+            let host = try await bed.create("web-01")
+            let token = try bed.tokenFor(host)
+            let huge = String(repeating: "x", count: OneTouchServer.maxBodyBytes + 1)
+            try await client.execute(
+                uri: "/v1/hosts/\(host.id)/reports", method: .post, headers: bearer(token),
+                body: json(#"{"stage":"failed","logTail":"\#(huge)"}"#)
+            ) { #expect($0.status == .contentTooLarge) }
+            let tail = String(repeating: "y", count: 70 * 1024)
+            try await client.execute(
+                uri: "/v1/hosts/\(host.id)/reports", method: .post, headers: bearer(token),
+                body: json(#"{"stage":"failed","logTail":"\#(tail)"}"#)
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("at most the last 65536"))
+            }
+            try await client.execute(
+                uri: "/v1/hosts/\(host.id)/reports", method: .post, headers: bearer(token), body: json(#"{"stage":"exploded"}"#)
+            ) { #expect($0.status == .badRequest) }
+        }
+    }
+
+    @Test func enrollmentIsTooEarlyThenServedOnceThenGone() async throws {
+        try await withServer { bed, client in
+            let created = try await bed.create("web-01")
+            let token = try bed.tokenFor(created)
+            try await client.execute(uri: "/v1/hosts/\(created.id)/enrollment", method: .get, headers: bearer(token)) {
+                #expect($0.status.code == 425)
+            }
+            // Drive the host until it waits for its boot report (pre-registration done).
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            #expect(try bed.host("web-01").hostState == .waiting(.bootstrap))
+            var password = ""
+            try await client.execute(uri: "/v1/hosts/\(created.id)/enrollment", method: .get, headers: bearer(token)) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[.cacheControl] == "no-store")
+                let body = try JSONDecoder().decode(EnrollmentBody.self, from: Data(buffer: response.body))
+                password = body.oneTimePassword
+                #expect(body.principal == "host/web-01.onetouch.test")
+            }
+            #expect(password.count == 32)
+            try await client.execute(uri: "/v1/hosts/\(created.id)/enrollment", method: .get, headers: bearer(token)) {
+                #expect($0.status == .gone)
+            }
+            // The password is nowhere in the database in plaintext.
+            let raw = try Data(contentsOf: URL(fileURLWithPath: bed.databasePath))
+                + ((try? Data(contentsOf: URL(fileURLWithPath: bed.databasePath + "-wal"))) ?? Data())
+            #expect(raw.range(of: Data(password.utf8)) == nil)
+            #expect(!bed.logs.all.contains { $0.contains(password) })
+        }
+    }
+
+    @Test func reportsAfterReadyAreNoOps() async throws {
+        try await withServer { bed, client in
+            let created = try await bed.create("web-01")
+            try await bed.settle()
+            #expect(try bed.host("web-01").hostState == .ready)
+            let eventsBefore = try bed.store.events(hostID: created.id).count
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/reports", method: .post, headers: bearer(try bed.tokenFor(created)),
+                body: json(#"{"stage":"failed","exitStatus":1,"logTail":"late"}"#)
+            ) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains(#""recorded":false"#))
+            }
+            await bed.engine.runUntilIdle()
+            #expect(try bed.host("web-01").hostState == .ready)
+            #expect(try bed.store.events(hostID: created.id).count == eventsBefore)
+        }
+    }
+
+    @Test func destroyedHostTokenIsRevoked() async throws {
+        try await withServer { bed, client in
+            let created = try await bed.create("web-01")
+            try await bed.settle()
+            _ = try await bed.service.destroy("web-01", keepVolume: false, actor: "test")
+            try await bed.settle()
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/reports", method: .post, headers: bearer(try bed.tokenFor(created)),
+                body: json(#"{"stage":"booted"}"#)
+            ) { #expect($0.status == .unauthorized) }
+        }
+    }
+}
