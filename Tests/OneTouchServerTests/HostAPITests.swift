@@ -129,7 +129,8 @@ struct HostAPITests {
                 #expect($0.status == .gone)
             }
             // The password is nowhere in the database in plaintext.
-            let raw = try Data(contentsOf: URL(fileURLWithPath: bed.databasePath))
+            let raw =
+                try Data(contentsOf: URL(fileURLWithPath: bed.databasePath))
                 + ((try? Data(contentsOf: URL(fileURLWithPath: bed.databasePath + "-wal"))) ?? Data())
             #expect(raw.range(of: Data(password.utf8)) == nil)
             #expect(!bed.logs.all.contains { $0.contains(password) })
