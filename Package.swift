@@ -38,6 +38,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // AWS EC2: SigV4, the Query API, credential chain, rate limiter, and the CloudProvider on top.
+        .target(
+            name: "OneTouchEC2",
+            dependencies: ["OneTouchCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        // Kerberos directories: MIT (kadmin) and FreeIPA (JSON-RPC).
+        .target(name: "OneTouchKerberos", dependencies: ["OneTouchCore"], swiftSettings: strict),
         // Admin API and host API over HTTP.
         .target(
             name: "OneTouchServer",
@@ -54,6 +62,8 @@ let package = Package(
             dependencies: [
                 "OneTouchCore",
                 "OneTouchServer",
+                "OneTouchEC2",
+                "OneTouchKerberos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -67,12 +77,12 @@ let package = Package(
         // `scripts/bench-engine` runs this: 1,000 hosts through the engine with fake adapters.
         .executableTarget(
             name: "onetouch-bench",
-            dependencies: ["OneTouchCore", "OneTouchTesting"],
+            dependencies: ["OneTouchCore", "OneTouchTesting", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "OneTouchCoreTests",
-            dependencies: ["OneTouchCore", "OneTouchTesting"],
+            dependencies: ["OneTouchCore", "OneTouchTesting", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .testTarget(
@@ -83,6 +93,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "OneTouchEC2Tests", dependencies: ["OneTouchEC2", "OneTouchCore"], swiftSettings: strict),
+        .testTarget(name: "OneTouchKerberosTests", dependencies: ["OneTouchKerberos", "OneTouchCore"], swiftSettings: strict),
         .testTarget(
             name: "OneTouchCLITests",
             dependencies: ["OneTouchCLI", "OneTouchTesting"],

@@ -4,7 +4,7 @@ import Testing
 
 /// The aws-c-auth SigV4 test suite (`<case>/context.json`, `request.txt`,
 /// `header-canonical-request.txt`, `header-string-to-sign.txt`, `header-signature.txt`).
-/// Location: `ONETOUCH_SIGV4_VECTORS`, else /work/shared/vectors/aws-sigv4.
+/// Location: `ONETOUCH_SIGV4_VECTORS`, else `../shared/vectors/aws-sigv4` beside the repository.
 ///
 /// Applicability: every case's *header* variant is checked — `normalize: false` (path kept as
 /// is), `sign_body: true` (`x-amz-content-sha256` added and signed) and `omit_session_token: true`
@@ -14,7 +14,9 @@ import Testing
 /// * `v4a/` (SigV4a, ECDSA multi-region signing): not used by EC2 (absent from this copy anyway).
 enum SigV4Vectors {
     static let directory =
-        ProcessInfo.processInfo.environment["ONETOUCH_SIGV4_VECTORS"] ?? "/work/shared/vectors/aws-sigv4"
+        ProcessInfo.processInfo.environment["ONETOUCH_SIGV4_VECTORS"]
+        ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/vectors/aws-sigv4")
+        .standardizedFileURL.path
 
     /// Case directories that should be skipped, with the reason. Empty: every header case applies.
     static let skipped: [String: String] = [:]

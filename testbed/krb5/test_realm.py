@@ -127,7 +127,7 @@ def test_env_file(realm):
         assert env[key].startswith(str(base) + "/"), key
         assert Path(env[key]).is_file(), key
     assert pid_alive(int(env["KDC_PID"])) and pid_alive(int(env["KADMIND_PID"]))
-    assert "adim" in (base / "kadm5.acl").read_text()
+    assert "adimc" in (base / "kadm5.acl").read_text()
 
 
 def test_otp_enrollment_flow(realm, tmp_path):

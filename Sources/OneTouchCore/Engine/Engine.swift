@@ -268,7 +268,8 @@ public final class Engine: Service, Sendable {
         attempt.errorClass = error.errorClass
         attempt.errorMessage = error.message
         var errorClass = error.errorClass
-        var message = error.description
+        // Adapters do not know host names: a hint may say `{host}` where the command needs one.
+        var message = error.description.replacingOccurrences(of: "{host}", with: spec.name)
         if errorClass == .transient {
             let first = try store.firstAttemptStart(hostID: host.id, step: step, generation: host.generation) ?? attempt.startedAt
             let elapsed = now.timeIntervalSince(first)

@@ -13,7 +13,7 @@ public struct StepError: Error, Sendable, CustomStringConvertible {
     public var errorClass: ErrorClass
     /// What happened, for people. Never contains a secret.
     public var message: String
-    /// What to do next, for people; the engine appends the exact command when it can.
+    /// What to do next, for people; `{host}` stands for the host's name (adapters do not know it).
     public var hint: String?
     /// For transient errors: wait at least this long before the next attempt (Retry-After).
     public var retryAfter: Duration?

@@ -1,0 +1,143 @@
+import Foundation
+import OneTouchCore
+
+/// Plain MIT Kerberos through the `kadmin` client (krb5-user).
+///
+/// onetouch authenticates with a keytab (never a password in argv), passes one-time passwords on
+/// stdin, and uses kadmin's argument form, which exits 1 when the command fails (`-q` exits 0).
+/// A host enrolls by rotating its own key with the password (`kadmin -p host/NAME ktadd`), so
+/// enrollment shows as a key version above the one recorded at pre-registration.
+public struct MITDirectory: Directory {
+    public struct Settings: Sendable, Equatable {
+        public var realm: String
+        /// kadmind, as HOST:PORT.
+        public var adminServer: String
+        /// The KDC the hosts use, as HOST:PORT (told to hosts at enrollment).
+        public var kdc: String
+        public var principal: String
+        public var keytab: String
+        public var kadmin: String = "/usr/bin/kadmin"
+        /// KRB5_CONFIG for the kadmin process, if not the system's.
+        public var krb5Config: String?
+
+        public init(realm: String, adminServer: String, kdc: String, principal: String, keytab: String) {
+            self.realm = realm
+            self.adminServer = adminServer
+            self.kdc = kdc
+            self.principal = principal
+            self.keytab = keytab
+        }
+    }
+
+    let settings: Settings
+
+    public init(settings: Settings) { self.settings = settings }
+
+    func principal(_ host: DirectoryHost) -> String { "host/\(host.fqdn)@\(settings.realm)" }
+
+    public func lookup(_ host: DirectoryHost) async throws -> DirectoryEntry? {
+        guard let kvno = try await keyVersion(host) else { return nil }
+        return DirectoryEntry(enrolled: kvno > 1, keyState: String(kvno))
+    }
+
+    public func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration {
+        let input = proposedPassword.reveal() + "\n" + proposedPassword.reveal() + "\n"
+        if try await keyVersion(host) == nil {
+            let result = try await kadmin(["addprinc", principal(host)], stdin: input)
+            // A lost response or a race: the principal may exist now. Anything else is an error.
+            if result.status != 0 && !result.stderr.contains("already exists") { throw failure("addprinc", result) }
+            if result.status != 0 { _ = try await kadmin(["cpw", principal(host)], stdin: input).checked("cpw", self) }
+        } else {
+            _ = try await kadmin(["cpw", principal(host)], stdin: input).checked("cpw", self)
+        }
+        guard let kvno = try await keyVersion(host) else {
+            throw StepError.transient("\(principal(host)) is not visible right after it was created")
+        }
+        return Preregistration(oneTimePassword: proposedPassword, baseline: String(kvno))
+    }
+
+    public func isEnrolled(_ host: DirectoryHost, baseline: String) async throws -> Bool {
+        guard let kvno = try await keyVersion(host), let base = Int(baseline) else { return false }
+        return kvno > base
+    }
+
+    public func remove(_ host: DirectoryHost) async throws {
+        let result = try await kadmin(["delprinc", "-force", principal(host)], stdin: nil)
+        if result.status != 0 && !result.stderr.contains("does not exist") { throw failure("delprinc", result) }
+    }
+
+    public func enrollmentInfo(for host: DirectoryHost) -> EnrollmentInfo {
+        EnrollmentInfo(backend: "mit", realm: settings.realm, server: settings.kdc, principal: principal(host))
+    }
+
+    /// The principal's key version, or nil when it does not exist (`getprinc -terse`, field 9).
+    func keyVersion(_ host: DirectoryHost) async throws -> Int? {
+        let result = try await kadmin(["getprinc", "-terse", principal(host)], stdin: nil)
+        if result.status != 0 {
+            if result.stderr.contains("does not exist") { return nil }
+            throw failure("getprinc", result)
+        }
+        return Self.parseTerseKeyVersion(result.stdout)
+    }
+
+    /// Parses `getprinc -terse` output: tab-separated, the key version number is the 9th field.
+    public static func parseTerseKeyVersion(_ output: String) -> Int? {
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("\"") }) else { return nil }
+        let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+        guard fields.count > 8 else { return nil }
+        return Int(fields[8].trimmingCharacters(in: .whitespaces))
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        func checked(_ what: String, _ directory: MITDirectory) throws -> Result {
+            if status != 0 { throw directory.failure(what, self) }
+            return self
+        }
+    }
+
+    func failure(_ what: String, _ result: Result) -> StepError {
+        let detail = result.stderr.split(separator: "\n").last.map(String.init) ?? "exit status \(result.status)"
+        if detail.contains("privilege") || detail.contains("Incorrect password") || detail.contains("Client not found") {
+            return .needsHuman(
+                "kadmin \(what) was refused: \(detail)",
+                hint:
+                    "check directory.principal, its keytab and the kadm5.acl on \(settings.adminServer), then run `onetouch resume {host}`")
+        }
+        if detail.contains("Cannot contact") || detail.contains("connect") || detail.contains("timed out") {
+            return .transient("kadmin \(what) could not reach \(settings.adminServer): \(detail)")
+        }
+        return .permanent("kadmin \(what) failed: \(detail)")
+    }
+
+    /// Runs kadmin with the keytab; the password, if any, goes on stdin only.
+    func kadmin(_ command: [String], stdin: String?) async throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: settings.kadmin)
+        process.arguments =
+            ["-p", settings.principal, "-k", "-t", settings.keytab, "-r", settings.realm, "-s", settings.adminServer] + command
+        var environment = ProcessInfo.processInfo.environment
+        if let config = settings.krb5Config { environment["KRB5_CONFIG"] = config }
+        process.environment = environment
+        let input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        do { try process.run() } catch {
+            throw StepError.needsHuman("cannot run \(settings.kadmin): \(error)", hint: "install krb5-user on the orchestrator")
+        }
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
+        async let out = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
+        async let err = Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }.value
+        let (stdoutData, stderrData) = await (out, err)
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
+            stderr: String(decoding: stderrData, as: UTF8.self))
+    }
+}
