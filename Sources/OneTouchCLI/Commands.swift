@@ -29,6 +29,7 @@ public struct OneTouch: AsyncParsableCommand {
             }
             return 0
         } catch let failure as AdminClient.Failure {
+            fflush(nil)  // print()ed lines first, then the error
             FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
             return failure.exitCode
         } catch let error as ConfigurationError {

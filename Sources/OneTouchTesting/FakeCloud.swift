@@ -17,6 +17,7 @@ public final class FakeCloud: CloudProvider, Sendable {
         var instancesCreated = 0
         var volumesCreated = 0
         var describesUntilRunning: [String: Int] = [:]
+        var rootVolumes: Set<String> = []
     }
     private let state = Mutex(State())
     /// How many describes a new instance stays `pending` for.
@@ -35,7 +36,8 @@ public final class FakeCloud: CloudProvider, Sendable {
     public func calls(_ operation: String) -> Int { state.withLock { $0.calls[operation, default: 0] } }
     public var totalCalls: Int { state.withLock { $0.calls.values.reduce(0, +) } }
     public var allInstances: [Instance] { state.withLock { Array($0.instances.values) } }
-    public var allVolumes: [Volume] { state.withLock { Array($0.volumes.values) } }
+    /// Data volumes (root volumes excluded).
+    public var allVolumes: [Volume] { state.withLock { s in s.volumes.values.filter { !s.rootVolumes.contains($0.id) } } }
     public func userData(of instanceID: String) -> Data? { state.withLock { $0.userData[instanceID] } }
 
     private func count(_ operation: String) { state.withLock { $0.calls[operation, default: 0] += 1 } }
@@ -52,6 +54,12 @@ public final class FakeCloud: CloudProvider, Sendable {
                     id: id, state: .pending, privateIP: "10.0.\(s.counter / 250).\(s.counter % 250 + 2)", zone: "fake-1a",
                     tags: request.tags, metadataTokensRequired: requireMetadataTokens)
                 s.instances[id] = instance
+                // Like EC2 with a volume TagSpecification: the root volume carries the launch tags.
+                s.counter += 1
+                let root = String(format: "vol-%017x", s.counter)
+                s.volumes[root] = Volume(
+                    id: root, zone: "fake-1a", sizeGiB: 8, state: .inUse, encrypted: false, attachedTo: id, tags: request.tags)
+                s.rootVolumes.insert(root)
                 s.launchKeys[request.idempotencyKey] = id
                 s.userData[id] = request.userData
                 s.describesUntilRunning[id] = pendingDescribes
@@ -145,6 +153,10 @@ public final class FakeCloud: CloudProvider, Sendable {
                 instance.state = .terminated
                 s.instances[instanceID] = instance
                 for (id, var volume) in s.volumes where volume.attachedTo == instanceID {
+                    if s.rootVolumes.contains(id) {
+                        s.volumes[id] = nil  // DeleteOnTermination
+                        continue
+                    }
                     volume.attachedTo = nil
                     volume.state = .available
                     s.volumes[id] = volume

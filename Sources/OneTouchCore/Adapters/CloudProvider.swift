@@ -99,6 +99,9 @@ public enum ManagedTags {
     public static let hostID = "onetouch:host-id"
     public static let managed = "onetouch:managed"
     public static let name = "Name"
+    /// On data volumes only (`data`), so a look-up never mistakes the root volume for the data volume.
+    public static let volumeRole = "onetouch:volume"
+    public static let dataVolume = "data"
 }
 
 /// A cloud that runs VMs and data volumes (EC2, local QEMU). Errors are `StepError`s or

@@ -16,14 +16,18 @@ struct AttachVolumeStep: HostStep {
         if facts.volumeID == nil {
             let generation = String(context.host.generation)
             if let tagged = try await cloud.volumes(hostIDs: [context.hostID])
-                .first(where: { $0.tags["onetouch:generation"] == generation && $0.state != .deleting && $0.state != .deleted })
+                .first(where: {
+                    $0.tags[ManagedTags.volumeRole] == ManagedTags.dataVolume && $0.tags["onetouch:generation"] == generation
+                        && $0.state != .deleting && $0.state != .deleted
+                })
             {
                 facts.volumeID = tagged.id
             } else {
                 let volume = try await cloud.createVolume(
                     VolumeRequest(
                         hostID: context.hostID, zone: facts.zone, sizeGiB: context.spec.volumeGiB,
-                        idempotencyKey: context.idempotencyKey, tags: context.tags))
+                        idempotencyKey: context.idempotencyKey,
+                        tags: context.tags.merging([ManagedTags.volumeRole: ManagedTags.dataVolume]) { $1 }))
                 facts.volumeID = volume.id
                 context.services.logger.info(
                     "Created data volume", metadata: ["host.id": "\(context.hostID)", "volume": "\(volume.id)"])

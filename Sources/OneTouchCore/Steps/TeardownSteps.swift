@@ -36,7 +36,9 @@ struct DeleteVolumeStep: HostStep {
         var facts = context.facts
         let cloud = context.services.cloud
         if !context.host.keepVolume {
-            var ids = Set(try await cloud.volumes(hostIDs: [context.hostID]).map(\.id))
+            var ids = Set(
+                try await cloud.volumes(hostIDs: [context.hostID]).filter { $0.tags[ManagedTags.volumeRole] == ManagedTags.dataVolume }
+                    .map(\.id))
             if let id = facts.volumeID { ids.insert(id) }
             let volumes = try await cloud.volumes(ids: Array(ids)).filter { $0.state != .deleted && $0.state != .deleting }
             if volumes.contains(where: { $0.attachedTo != nil }) {
