@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
@@ -46,6 +47,16 @@ let package = Package(
         ),
         // Kerberos directories: MIT (kadmin) and FreeIPA (JSON-RPC).
         .target(name: "OneTouchKerberos", dependencies: ["OneTouchCore"], swiftSettings: strict),
+        // The adapters' HTTP transport on AsyncHTTPClient (TLS with an optional private CA).
+        .target(
+            name: "OneTouchHTTP",
+            dependencies: [
+                "OneTouchCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
         // Admin API and host API over HTTP.
         .target(
             name: "OneTouchServer",
@@ -64,6 +75,7 @@ let package = Package(
                 "OneTouchServer",
                 "OneTouchEC2",
                 "OneTouchKerberos",
+                "OneTouchHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,7 +106,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "OneTouchEC2Tests", dependencies: ["OneTouchEC2", "OneTouchCore"], swiftSettings: strict),
-        .testTarget(name: "OneTouchKerberosTests", dependencies: ["OneTouchKerberos", "OneTouchCore"], swiftSettings: strict),
+        .testTarget(
+            name: "OneTouchKerberosTests", dependencies: ["OneTouchKerberos", "OneTouchCore", "OneTouchHTTP"], swiftSettings: strict),
         .testTarget(
             name: "OneTouchCLITests",
             dependencies: ["OneTouchCLI", "OneTouchTesting"],

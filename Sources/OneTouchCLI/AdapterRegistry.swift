@@ -1,8 +1,8 @@
-import AsyncHTTPClient
 import Foundation
 import Logging
 import OneTouchCore
 import OneTouchEC2
+import OneTouchHTTP
 import OneTouchKerberos
 
 /// Builds the adapters a configuration names. Only real adapters live here: the fakes in
@@ -68,7 +68,7 @@ public enum AdapterRegistry {
             instanceProfile: try section.string("instance_profile").map { $0.hasPrefix("arn:") ? .arn($0) : .name($0) },
             kmsKeyID: try section.string("kms_key_id"), availabilityZone: try section.string("availability_zone"))
         launch.metadataHopLimit = try section.int("metadata_hop_limit", range: 1...64) ?? 1
-        let transport = AsyncHTTPClientTransport(client: HTTPClient.shared)
+        let transport = AsyncHTTPClientTransport()
         let limiter = (try section.bool("rate_limits") ?? true) ? EC2RateLimiter() : nil
         let client = EC2Client(
             credentials: AWSCredentialsChain.standard(environment: environment, transport: transport), settings: settings,

@@ -40,12 +40,13 @@ public struct OneTouchApplication {
         options.concurrency = configuration.concurrency
         options.retry = configuration.retry
         options.timeouts = configuration.timeouts
+        options.leaseHolderIsGone = ProcessLease.holderIsGone
         let services = StepServices(
             cloud: adapters.cloud, directory: adapters.directory, notifier: adapters.notifier, store: store,
             secrets: secrets, renderer: renderer, logger: logger)
         let engine = Engine(
             services: services, options: options, clock: clock, random: random,
-            owner: owner ?? "\(ProcessInfo.processInfo.hostName) pid \(ProcessInfo.processInfo.processIdentifier)")
+            owner: owner ?? ProcessLease.owner)
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
             directory: adapters.directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0) })
@@ -85,5 +86,17 @@ public struct OneTouchApplication {
                 services: [.init(service: engine), .init(service: http)], gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+}
+
+/// Lease owners are "HOST pid PID": a restart on the same machine takes over the lease of a process
+/// that no longer exists instead of waiting for it to expire.
+enum ProcessLease {
+    static var owner: String { "\(ProcessInfo.processInfo.hostName) pid \(ProcessInfo.processInfo.processIdentifier)" }
+
+    @Sendable static func holderIsGone(_ holder: String) -> Bool {
+        let parts = holder.components(separatedBy: " pid ")
+        guard parts.count == 2, parts[0] == ProcessInfo.processInfo.hostName, let pid = Int32(parts[1]) else { return false }
+        return kill(pid, 0) != 0 && errno == ESRCH
     }
 }

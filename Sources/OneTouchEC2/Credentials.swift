@@ -1,4 +1,5 @@
 import Foundation
+import OneTouchCore
 
 /// An AWS access key pair, optionally temporary. `description`, `debugDescription` and the
 /// reflection mirror (`dump`, `print`) never show the secret key or the session token.

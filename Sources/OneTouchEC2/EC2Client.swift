@@ -1,4 +1,5 @@
 import Foundation
+import OneTouchCore
 
 /// A minimal EC2 Query API client: form-encodes the parameters (protocols.md §1.2), signs with
 /// SigV4, sends through an injected ``HTTPTransport`` and decodes the XML answer.

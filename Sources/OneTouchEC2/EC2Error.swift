@@ -1,4 +1,5 @@
 import Foundation
+import OneTouchCore
 
 /// A failed EC2 call: an AWS error response, an HTTP error without a parsable body, a transport
 /// failure, or a request rejected before sending. Holds no request data, so it can never leak

@@ -1,4 +1,5 @@
 import Foundation
+import OneTouchCore
 
 /// Credentials of the EC2 instance role, fetched through IMDSv2:
 /// `PUT /latest/api/token` (with `X-aws-ec2-metadata-token-ttl-seconds`), then

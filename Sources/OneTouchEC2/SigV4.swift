@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import OneTouchCore
 
 /// AWS Signature Version 4 (header-based) signer.
 ///

@@ -1,8 +1,9 @@
 import OneTouchCore
 import Synchronization
 
-/// An in-memory Kerberos directory that behaves like MIT's: a pre-registered entry has key version 1;
-/// a host that enrolls with the one-time password moves it to 2, and the password then stops working.
+/// An in-memory Kerberos directory that behaves like MIT's: a pre-registered entry has key version 1,
+/// setting its password again bumps it, and a host that enrolls with the one-time password bumps it
+/// too and uses the password up. `lookup` judges enrollment as MIT's key version does (above 1).
 public final class FakeDirectory: Directory, Sendable {
     public let faults = FaultPlan()
     private struct Entry {
@@ -50,14 +51,14 @@ public final class FakeDirectory: Directory, Sendable {
     public func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration {
         count("preregister")
         return try faults.perform("preregister") {
-            try state.withLock { s in
+            state.withLock { s in
                 if var entry = s.entries[host.fqdn] {
-                    guard entry.keyVersion == 1 else { throw StepError.permanent("\(host.fqdn) is already enrolled") }
-                    if entry.password != proposedPassword {
-                        entry.password = proposedPassword
-                        s.passwordsIssued += 1
-                    }
+                    // Like MIT's `cpw`: setting the password again bumps the key version.
+                    if entry.password != proposedPassword { s.passwordsIssued += 1 }
+                    entry.password = proposedPassword
+                    entry.keyVersion += 1
                     s.entries[host.fqdn] = entry
+                    return Preregistration(oneTimePassword: proposedPassword, baseline: String(entry.keyVersion))
                 } else {
                     s.entries[host.fqdn] = Entry(password: proposedPassword, keyVersion: 1)
                     s.entriesCreated += 1

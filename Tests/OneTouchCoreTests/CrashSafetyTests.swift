@@ -72,6 +72,18 @@ struct CrashSafetyTests {
         #expect(bed.directoryService.entryCount == 0)
     }
 
+    @Test func preregisterRepeatedAfterLostResponsesKeepsTheSamePasswordAndSucceeds() async throws {
+        // Each repeat re-sets the password (MIT `cpw` bumps the key version): the entry is still ours.
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.directoryService.faults.inject(.lostResponse, into: "preregister", times: 3)
+        try await bed.create("web-01")
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState == .ready)
+        #expect(bed.directoryService.entriesCreated == 1)
+        #expect(bed.directoryService.passwordsIssued == 1)
+    }
+
     @Test func lostLaunchResponseDoesNotDuplicateTheVM() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

@@ -92,3 +92,17 @@ struct StoreTests {
         #expect(try store.deliverSecretOnce(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .gone)
     }
 }
+
+@Suite("Engine lease")
+struct LeaseTests {
+    @Test func aLiveHolderKeepsTheLeaseAndADeadOneIsTakenOver() throws {
+        let store = try Store(path: NSTemporaryDirectory() + "onetouch-lease-\(UUID().uuidString).sqlite")
+        let now = Date()
+        try store.acquireLease("engine", owner: "box pid 1", ttl: .seconds(30), now: now)
+        #expect(throws: LeaseHeld.self) { try store.acquireLease("engine", owner: "box pid 2", ttl: .seconds(30), now: now) }
+        try store.acquireLease("engine", owner: "box pid 2", ttl: .seconds(30), now: now, holderIsGone: { $0 == "box pid 1" })
+        #expect(throws: LeaseHeld.self) { try store.acquireLease("engine", owner: "box pid 3", ttl: .seconds(30), now: now) }
+        // An expired lease is free for anyone.
+        try store.acquireLease("engine", owner: "box pid 3", ttl: .seconds(30), now: now.addingTimeInterval(31))
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import OneTouchCore
 import OneTouchEC2
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import OneTouchCore
 import Testing
 
 @testable import OneTouchEC2

@@ -26,6 +26,9 @@ public final class Engine: Service, Sendable {
         public var leaseTTL: Duration = .seconds(30)
         /// Longest sleep between looks at the schedule.
         public var idleInterval: Duration = .seconds(5)
+        /// Decides whether the holder of an unexpired lease is gone (a crashed process on this
+        /// machine), so a restart need not wait for the lease to expire.
+        public var leaseHolderIsGone: @Sendable (String) -> Bool = { _ in false }
         public init() {}
     }
 
@@ -58,7 +61,8 @@ public final class Engine: Service, Sendable {
 
     /// Takes the lease, loads every unfinished host and drives them until cancelled.
     public func run() async throws {
-        try store.acquireLease(Self.leaseName, owner: owner, ttl: options.leaseTTL, now: clock.now)
+        try store.acquireLease(
+            Self.leaseName, owner: owner, ttl: options.leaseTTL, now: clock.now, holderIsGone: options.leaseHolderIsGone)
         defer { try? store.releaseLease(Self.leaseName, owner: owner) }
         let loaded = try await loadUnfinishedHosts()
         logger.info("Engine started", metadata: ["hosts.unfinished": "\(loaded)", "engine.owner": "\(owner)"])

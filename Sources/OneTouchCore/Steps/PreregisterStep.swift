@@ -21,7 +21,10 @@ struct PreregisterStep: HostStep {
             try await services.directory.remove(host)
             facts.replaceDirectoryEntry = nil
         }
-        if let entry = try await services.directory.lookup(host), entry.enrolled {
+        // A password we stored and never delivered means an existing entry is ours, mid-preregistration
+        // (re-setting a password moves MIT's key version, which would otherwise look like enrollment).
+        let ours = existing.map { $0.deliveredAt == nil && $0.wipedAt == nil && $0.sealed != nil } ?? false
+        if !ours, let entry = try await services.directory.lookup(host), entry.enrolled {
             throw StepError.permanent(
                 "the directory already has \(context.spec.fqdn) enrolled by another machine",
                 hint: "remove that entry from the directory, or create this host under another name")

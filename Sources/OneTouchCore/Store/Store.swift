@@ -347,12 +347,17 @@ public struct LeaseHeld: Error, CustomStringConvertible {
 extension Store {
     /// Takes or renews the named lease for `owner` until `now + ttl`. Throws `LeaseHeld` while another
     /// owner holds an unexpired lease.
-    public func acquireLease(_ name: String, owner: String, ttl: Duration, now: Date) throws {
+    /// `holderIsGone` may declare an unexpired lease abandoned (its process died on this machine).
+    public func acquireLease(
+        _ name: String, owner: String, ttl: Duration, now: Date, holderIsGone: (String) -> Bool = { _ in false }
+    ) throws {
         try write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT owner, expires_at FROM leases WHERE name = ?", arguments: [name]) {
                 let holder: String = row["owner"]
                 let expires: Date = row["expires_at"]
-                if holder != owner && expires > now { throw LeaseHeld(owner: holder, expiresAt: expires) }
+                if holder != owner && expires > now && !holderIsGone(holder) {
+                    throw LeaseHeld(owner: holder, expiresAt: expires)
+                }
             }
             try db.execute(
                 sql: """

@@ -1,0 +1,271 @@
+"""End to end: a real `onetouch serve` process against moto + the fault-injecting front + the
+simulated host agent + a throwaway MIT realm.
+
+Asserts what users care about: every host reaches `ready`; exactly one instance and one encrypted
+data volume per host, however the orchestrator is interrupted (SIGKILL at random moments) and
+however EC2 misbehaves (5xx, lost responses, visibility lag, throttling); nothing left behind.
+"""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = 20
+
+
+def _bin():
+    path = os.environ.get("ONETOUCH_BIN")
+    if path:
+        return path
+    out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return str(Path(out.stdout.strip()) / "onetouch")
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _env_file(path):
+    env = {}
+    for line in Path(path).read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            env[k] = v.strip().strip("'\"")
+    return env
+
+
+class Stack:
+    """The test beds plus one `onetouch serve` process that can be killed and restarted."""
+
+    def __init__(self, base: Path, front_args: str = "", retry=("100ms", "2s", 40, "5m")):
+        self.base = base
+        self.bin = _bin()
+        subprocess.run([ROOT / "scripts/krb5-testbed", "start", base / "krb5"], check=True, capture_output=True)
+        self.krb = _env_file(base / "krb5/env")
+        env = dict(os.environ, AGENT_ARGS="--kadmin /usr/bin/kadmin", FRONT_ARGS=front_args, KRB5_CONFIG=self.krb["KRB5_CONFIG"])
+        subprocess.run([ROOT / "scripts/ec2-testbed", "start", base / "ec2"], check=True, capture_output=True, env=env)
+        self.ec2 = _env_file(base / "ec2/env")
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = os.urandom(24).hex()
+        (base / "admin-token").write_text(self.token + "\n")
+        os.chmod(base / "admin-token", 0o600)
+        base_delay, max_delay, attempts, budget = retry
+        e, k = self.ec2, self.krb
+        (base / "onetouch.yaml").write_text(f"""
+listen: 127.0.0.1:{self.port}
+public_url: {self.url}
+database: {base}/onetouch.sqlite
+master_key_file: {base}/master.key
+admin_tokens: {{file: {base}/admin-token}}
+domain: onetouch.test
+concurrency: 32
+timeouts: {{bootstrap: 3m, config_pull: 3m}}
+retry: {{base_delay: {base_delay}, max_delay: {max_delay}, max_attempts: {attempts}, budget: {budget}}}
+config: {{repository: "https://git.onetouch.test/config.git"}}
+roles:
+  web: {{instance_type: t3.small, volume_gib: 10}}
+provider:
+  kind: ec2
+  region: {e['AWS_REGION']}
+  endpoint: {e['EC2_ENDPOINT']}
+  image_id: {e['AMI_ID']}
+  subnet_id: {e['SUBNET_ID']}
+  security_group_ids: [{e['SECURITY_GROUP_ID']}]
+  instance_profile: {e['INSTANCE_PROFILE']}
+  kms_key_id: {e['KMS_KEY_ARN']}
+directory:
+  kind: mit
+  realm: {k['KRB5_REALM']}
+  admin_server: {k['KADMIN_ADDRESS']}
+  kdc: 127.0.0.1:{k['KDC_PORT']}
+  principal: {k['PROVISIONER_PRINCIPAL']}
+  keytab: {k['PROVISIONER_KEYTAB']}
+  krb5_config: {k['KRB5_CONFIG']}
+""")
+        self.proc = None
+        self.ec2_client = boto3.client(
+            "ec2", endpoint_url=e["MOTO_URL"], region_name=e["AWS_REGION"], aws_access_key_id="testing",
+            aws_secret_access_key="testing")
+
+    def start_serve(self):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", ONETOUCH_LOG_LEVEL="info")
+        log = open(self.base / "serve.log", "ab")
+        self.proc = subprocess.Popen([self.bin, "serve", "--config", str(self.base / "onetouch.yaml")], stdout=log,
+                                     stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return
+            except Exception:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("onetouch serve exited: " + (self.base / "serve.log").read_text()[-2000:])
+                time.sleep(0.1)
+        raise RuntimeError("onetouch serve did not answer /healthz")
+
+    def kill_serve(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        subprocess.run([ROOT / "scripts/ec2-testbed", "stop", self.base / "ec2"], capture_output=True)
+        subprocess.run([ROOT / "scripts/krb5-testbed", "stop", self.base / "krb5"], capture_output=True)
+
+    def api(self, method, path, body=None):
+        req = urllib.request.Request(self.url + path, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": "Bearer " + self.token, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def create(self, names):
+        for name in names:
+            self.api("POST", "/v1/admin/hosts", {"name": name, "role": "web"})
+
+    def hosts(self):
+        return self.api("GET", "/v1/admin/hosts")
+
+    def wait_settled(self, timeout=240):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            hosts = self.hosts()
+            if all(h["state"] in ("ready", "failed", "paused") for h in hosts):
+                return hosts
+            time.sleep(0.5)
+        raise AssertionError("not settled: " + json.dumps([(h["name"], h["state"], h.get("step")) for h in self.hosts()]))
+
+    def front_stats(self):
+        with urllib.request.urlopen(self.ec2["EC2_ENDPOINT"] + "/_front/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def set_front(self, **config):
+        req = urllib.request.Request(self.ec2["EC2_ENDPOINT"] + "/_front/config", method="POST", data=json.dumps(config).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).read()
+
+    def managed(self):
+        """Live instances and data volumes in moto, by host id."""
+        instances, volumes = {}, {}
+        for page in self.ec2_client.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "tag-key", "Values": ["onetouch:host-id"]}]):
+            for r in page["Reservations"]:
+                for i in r["Instances"]:
+                    if i["State"]["Name"] != "terminated":
+                        tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+                        instances.setdefault(tags["onetouch:host-id"], []).append(i)
+        for v in self.ec2_client.describe_volumes(Filters=[{"Name": "tag:onetouch:volume", "Values": ["data"]}])["Volumes"]:
+            tags = {t["Key"]: t["Value"] for t in v.get("Tags", [])}
+            volumes.setdefault(tags["onetouch:host-id"], []).append(v)
+        return instances, volumes
+
+
+@pytest.fixture
+def base():
+    with tempfile.TemporaryDirectory(prefix="onetouch-e2e-") as d:
+        yield Path(d)
+
+
+def assert_exactly_one_each(stack, hosts):
+    instances, volumes = stack.managed()
+    ids = {h["id"] for h in hosts}
+    assert set(instances) == ids, "every host has an instance and no instance is an orphan"
+    assert set(volumes) == ids, "every host has a data volume and no volume is an orphan"
+    for host in hosts:
+        assert len(instances[host["id"]]) == 1, f"{host['name']} has {len(instances[host['id']])} instances"
+        assert len(volumes[host["id"]]) == 1, f"{host['name']} has {len(volumes[host['id']])} data volumes"
+        volume = volumes[host["id"]][0]
+        assert volume["Encrypted"] and volume["KmsKeyId"] == stack.ec2["KMS_KEY_ARN"]
+        assert volume["Attachments"][0]["InstanceId"] == host["instanceId"]
+        assert instances[host["id"]][0]["MetadataOptions"]["HttpTokens"] == "required"
+
+
+def test_twenty_hosts_reach_ready_with_one_instance_and_one_volume_each(base):
+    stack = Stack(base)
+    try:
+        stack.start_serve()
+        stack.create([f"web-{i:02d}" for i in range(HOSTS)])
+        hosts = stack.wait_settled()
+        assert [h["state"] for h in hosts] == ["ready"] * HOSTS, [(h["name"], h.get("reason")) for h in hosts if h["state"] != "ready"]
+        assert_exactly_one_each(stack, hosts)
+        stats = stack.front_stats()["byAction"]
+        calls = sum(sum(v.values()) for v in stats.values())
+        print(f"EC2 calls: {calls} for {HOSTS} hosts ({calls / HOSTS:.2f} per host): {json.dumps(stats)}")
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sigkill_at_random_moments_never_duplicates(base, seed):
+    rng = random.Random(seed)
+    stack = Stack(base)
+    try:
+        stack.start_serve()
+        stack.create([f"db-{i:02d}" for i in range(HOSTS)])
+        kills = 0
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(rng.uniform(0.05, 0.6))
+            stack.kill_serve()
+            kills += 1
+            stack.start_serve()
+            hosts = stack.hosts()
+            if all(h["state"] in ("ready", "failed", "paused") for h in hosts) or kills >= 12:
+                break
+        hosts = stack.wait_settled()
+        assert [h["state"] for h in hosts] == ["ready"] * HOSTS, [(h["name"], h["state"], h.get("step"), h.get("reason")) for h in hosts if h["state"] != "ready"]
+        assert_exactly_one_each(stack, hosts)
+        print(f"seed {seed}: {kills} SIGKILLs")
+    finally:
+        stack.stop()
+
+
+def test_chaos_5xx_lost_responses_lag_and_throttling(base):
+    stack = Stack(base, front_args="--error-rate 0.05 --lose-rate 0.15 --lag 2 --seed 11")
+    try:
+        stack.start_serve()
+        stack.create([f"app-{i:02d}" for i in range(HOSTS)])
+        hosts = stack.wait_settled()
+        assert [h["state"] for h in hosts] == ["ready"] * HOSTS, [(h["name"], h["state"], h.get("step"), h.get("reason")) for h in hosts if h["state"] != "ready"]
+        assert_exactly_one_each(stack, hosts)
+        print("front:", json.dumps(stack.front_stats()["byOutcome"]))
+    finally:
+        stack.stop()
+
+
+def test_unknown_subnet_fails_with_the_aws_reason_and_no_retry(base):
+    stack = Stack(base)
+    try:
+        config = (base / "onetouch.yaml").read_text().replace(stack.ec2["SUBNET_ID"], "subnet-0000000000bad")
+        (base / "onetouch.yaml").write_text(config)
+        stack.start_serve()
+        stack.create(["bad-01"])
+        [host] = stack.wait_settled(timeout=60)
+        assert host["state"] == "failed" and host["step"] == "provision"
+        assert "InvalidSubnetID.NotFound" in host["reason"]
+        assert "onetouch retry bad-01 --from provision" in host["reason"]
+        assert stack.front_stats()["byAction"]["RunInstances"] == {"forwarded": 1}, "zero retries"
+        instances, volumes = stack.managed()
+        assert not instances and not volumes, "nothing left behind"
+    finally:
+        stack.stop()
