@@ -30,6 +30,8 @@ public enum AdapterRegistry {
         switch kind {
         case "mit":
             return try makeMIT(section)
+        case "freeipa":
+            return try makeFreeIPA(section, environment: environment)
         default:
             throw section.error("kind", "unknown directory '\(kind)'; this build supports: \(directoryKinds.joined(separator: ", "))")
         }
@@ -47,7 +49,35 @@ public enum AdapterRegistry {
     }
 
     static let cloudKinds = ["ec2"]
-    static let directoryKinds = ["mit"]
+    static let directoryKinds = ["mit", "freeipa"]
+
+    static func makeFreeIPA(_ section: ConfigSection, environment: [String: String]) throws -> any Directory {
+        try section.rejectUnknownKeys(["kind", "server", "port", "realm", "domain", "user", "password", "ca_bundle", "ip_address_in_dns"])
+        guard let passwordSource = try section.secretSource("password") else {
+            throw section.error("password", "is required: `password: {file: /etc/onetouch/ipa-password}` or `{env: NAME}`")
+        }
+        let password: Secret
+        do { password = try passwordSource.load(environment: environment) } catch let error as ConfigurationError {
+            throw section.error("password", error.reason)
+        }
+        let settings = FreeIPADirectory.Settings(
+            server: try section.requiredString("server"), port: try section.int("port", range: 1...65535) ?? 443,
+            realm: try section.requiredString("realm"), domain: try section.requiredString("domain"),
+            user: try section.requiredString("user"), password: password,
+            ipAddressInDNS: try section.bool("ip_address_in_dns") ?? false)
+        let transport: any HTTPTransport
+        if let bundle = try section.string("ca_bundle") {
+            guard FileManager.default.isReadableFile(atPath: bundle) else {
+                throw section.error("ca_bundle", "cannot read \(bundle); give the IPA CA certificate (PEM), e.g. /etc/ipa/ca.crt")
+            }
+            do { transport = try AsyncHTTPClientTransport(caBundle: bundle) } catch {
+                throw section.error("ca_bundle", "not a usable PEM CA bundle: \(error)")
+            }
+        } else {
+            transport = AsyncHTTPClientTransport()
+        }
+        return FreeIPADirectory(settings: settings, transport: transport)
+    }
 
     static func makeEC2(_ section: ConfigSection, environment: [String: String]) throws -> any CloudProvider {
         try section.rejectUnknownKeys([

@@ -71,7 +71,7 @@ public actor FreeIPADirectory: Directory {
     public func lookup(_ host: DirectoryHost) async throws -> DirectoryEntry? {
         let result: IPAJSON
         do {
-            result = try await call("host_show", [.string(host.fqdn)], [:])
+            result = try await call("host_show", [.string(host.fqdn)], [:], passing: [IPAError.notFound])
         } catch let error as IPAError where error.code == IPAError.notFound {
             return nil
         }
@@ -86,7 +86,7 @@ public actor FreeIPADirectory: Directory {
             options["force"] = .bool(true)
         }
         do {
-            let result = try await call("host_add", [.string(host.fqdn)], options)
+            let result = try await call("host_add", [.string(host.fqdn)], options, passing: [IPAError.duplicateEntry])
             return Preregistration(oneTimePassword: try Self.randomPassword(result, method: "host_add"), baseline: "password")
         } catch let error as IPAError where error.code == IPAError.duplicateEntry {
             // Created by an earlier attempt whose answer was lost, or by someone else: decide by its state.
@@ -109,7 +109,7 @@ public actor FreeIPADirectory: Directory {
 
     public func remove(_ host: DirectoryHost) async throws {
         do {
-            _ = try await call("host_del", [.string(host.fqdn)], ["updatedns": .bool(true)])
+            _ = try await call("host_del", [.string(host.fqdn)], ["updatedns": .bool(true)], passing: [IPAError.notFound])
         } catch let error as IPAError where error.code == IPAError.notFound {
             // Already gone.
         }
@@ -144,8 +144,10 @@ public actor FreeIPADirectory: Directory {
     // MARK: JSON-RPC
 
     /// Runs one command and returns the envelope's `result`. Command errors throw ``IPAError`` for the
-    /// codes callers handle (not found, duplicate) and ``StepError`` for everything else.
-    func call(_ method: String, _ arguments: [IPAJSON], _ options: [String: IPAJSON]) async throws -> IPAJSON {
+    /// codes in `passing` (the ones the caller handles) and ``StepError`` for everything else.
+    func call(
+        _ method: String, _ arguments: [IPAJSON], _ options: [String: IPAJSON], passing: Set<Int> = []
+    ) async throws -> IPAJSON {
         var options = options
         options["version"] = .string(settings.apiVersion)
         nextID += 1
@@ -174,9 +176,9 @@ public actor FreeIPADirectory: Directory {
         }
         if let error = decoded["error"], error != .null {
             let failure = IPAError(
-                code: Int(error["code"]?.number ?? 0), name: error["name"]?.string ?? "error",
+                method: method, code: Int(error["code"]?.number ?? 0), name: error["name"]?.string ?? "error",
                 message: redact(error["message"]?.string ?? ""))
-            if failure.code == IPAError.notFound || failure.code == IPAError.duplicateEntry { throw failure }
+            if passing.contains(failure.code) { throw failure }
             throw stepError(failure, method: method)
         }
         return decoded["result"] ?? .null
@@ -355,16 +357,19 @@ public actor FreeIPADirectory: Directory {
     }
 }
 
-/// A FreeIPA command error from the JSON-RPC envelope (`error`: code, name, message).
-struct IPAError: Error, Sendable, CustomStringConvertible {
+/// A FreeIPA command error from the JSON-RPC envelope (`error`: code, name, message) that callers
+/// may handle (not found, duplicate). Unhandled, it is a permanent failure.
+struct IPAError: ClassifiedError, Sendable, CustomStringConvertible {
     static let notFound = 4001
     static let duplicateEntry = 4002
 
+    var method: String
     var code: Int
     var name: String
     var message: String
 
     var description: String { "\(name) \(code): \(message)" }
+    var stepError: StepError { .permanent("FreeIPA \(method) failed: \(self)") }
 }
 
 /// Just enough JSON for JSON-RPC envelopes.

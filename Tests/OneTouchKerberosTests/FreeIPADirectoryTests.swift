@@ -42,29 +42,14 @@ final class IPATestBed: @unchecked Sendable {
         }
     }
 
-    func stop() { try? IPATestBed.script(["stop", directory]) }
+    /// Stops the server and removes its folder (certificate, admin password).
+    func stop() {
+        try? IPATestBed.script(["stop", directory])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
 
-    /// Runs `scripts/freeipa-testbed` with posix_spawn + waitpid (the server it leaves running holds the
-    /// script's inherited descriptors, which Foundation's Process waits for).
     static func script(_ arguments: [String], environment extra: [String: String] = [:]) throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let path = root.appendingPathComponent("scripts/freeipa-testbed").path
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var environment = ProcessInfo.processInfo.environment
-        for (name, value) in extra { environment[name] = value }
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { envp.forEach { free($0) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, path, &actions, nil, argv, envp) == 0 else { throw CocoaError(.executableLoad) }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        guard status == 0 else { throw CocoaError(.executableLoad) }
+        try TestBedScript.run("freeipa-testbed", arguments, environment: extra)
     }
 
     var password: Secret {
@@ -210,44 +195,27 @@ struct FreeIPADirectoryTests {
     @Suite("against the FreeIPA test server", .serialized, .enabled(if: IPATestBed.available, "python3 or openssl is missing"))
     struct AgainstTheTestServer {
         @Test func preregisterAddsTheHostWithAServerGeneratedPasswordAndLookupFindsIt() async throws {
-            let t0 = ContinuousClock.now
             let bed = try IPATestBed()
-            print("DBG started", ContinuousClock.now - t0)
-            defer { bed.stop(); print("DBG stopped", ContinuousClock.now - t0) }
+            defer { bed.stop() }
             let directory = bed.directory()
             let host = DirectoryHost(fqdn: "web-01.onetouch.test", ipAddress: "10.0.1.23")
             #expect(try await directory.lookup(host) == nil)
-            print("DBG lookup", ContinuousClock.now - t0)
 
             let proposed = SecretBox.oneTimePassword()
-            print("DBG 2", ContinuousClock.now - t0)
             let registration = try await directory.preregister(host, proposedPassword: proposed)
-            print("DBG 3", ContinuousClock.now - t0)
             let otp = registration.oneTimePassword.reveal()
-            print("DBG 4", ContinuousClock.now - t0)
             #expect(registration.oneTimePassword != proposed, "the password in effect is the server's randompassword")
-            print("DBG 5", ContinuousClock.now - t0)
             #expect(otp.count == 23 && otp.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) })
-            print("DBG 6", ContinuousClock.now - t0)
             #expect(registration.baseline == "password")
-            print("DBG 7", ContinuousClock.now - t0)
             #expect(try await directory.lookup(host) == DirectoryEntry(enrolled: false, keyState: "password"))
-            print("DBG 8", ContinuousClock.now - t0)
             #expect(try await directory.isEnrolled(host, baseline: registration.baseline) == false)
-            print("DBG 9", ContinuousClock.now - t0)
 
             #expect(try await bed.hosts()["web-01.onetouch.test"]?["otp"] as? String == otp)
-            print("DBG 11", ContinuousClock.now - t0)
             let options = try await bed.options(of: "host_add")
-            print("DBG 12", ContinuousClock.now - t0)
             #expect(options["random"] as? Bool == true)
-            print("DBG 13", ContinuousClock.now - t0)
             #expect(options["force"] as? Bool == true, "ipAddressInDNS is off: no DNS check, no record")
-            print("DBG 14", ContinuousClock.now - t0)
             #expect(options["ip_address"] == nil)
-            print("DBG 15", ContinuousClock.now - t0)
             #expect(options["version"] as? String == "2.251")
-            print("DBG 16", ContinuousClock.now - t0)
             #expect(try await bed.logins() == 1, "one session for all calls")
         }
 
@@ -469,9 +437,27 @@ struct FreeIPADirectoryTests {
             #expect(try await directory.lookup(host) == nil, "the next call goes through")
         }
 
+        @Test func aNotFoundFromHostAddIsAPermanentFailureNotAnAbsentHost() async throws {
+            let bed = try IPATestBed()
+            defer { bed.stop() }
+            let directory = bed.directory(ipAddressInDNS: true)
+            let failure: [String: Any] = [
+                "method": "host_add", "code": 4001, "name": "NotFound", "message": "onetouch.test.: DNS zone not found",
+            ]
+            #expect(try await bed.hook("fail", failure).status == 200)
+            let error = await expectStepError(.permanent) {
+                _ = try await directory.preregister(
+                    DirectoryHost(fqdn: "web-16.onetouch.test", ipAddress: "10.0.1.16"), proposedPassword: SecretBox.oneTimePassword())
+            }
+            #expect(error?.message == "FreeIPA host_add failed: NotFound 4001: onetouch.test.: DNS zone not found")
+        }
+
         @Test func anUnreachableServerIsTransient() async throws {
             let bed = try IPATestBed()
-            let directory = bed.directory()
+            var settings = bed.settings()
+            // AsyncHTTPClient retries refused connections until the deadline: keep it short.
+            settings.requestTimeout = .seconds(2)
+            let directory = FreeIPADirectory(settings: settings, transport: bed.transport)
             bed.stop()
             let error = await expectStepError(.transient) { _ = try await directory.lookup(DirectoryHost(fqdn: "web-15.onetouch.test")) }
             #expect(error?.message.contains("cannot reach https://localhost:") == true, "\(String(describing: error))")

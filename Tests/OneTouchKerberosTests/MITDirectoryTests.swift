@@ -3,10 +3,6 @@ import OneTouchCore
 import OneTouchKerberos
 import Testing
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// A throwaway MIT realm from `scripts/krb5-testbed`, on loopback high ports, stopped by PID.
 final class Realm: @unchecked Sendable {
     let directory: String
@@ -28,23 +24,8 @@ final class Realm: @unchecked Sendable {
 
     func stop() { try? Realm.script(["stop", directory]) }
 
-    /// Runs `scripts/krb5-testbed` with posix_spawn + waitpid: the script leaves daemons running, and
-    /// Foundation's Process did not notice the script's exit while they held its inherited descriptors.
     static func script(_ arguments: [String]) throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let path = root.appendingPathComponent("scripts/krb5-testbed").path
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, path, &actions, nil, argv, environ) == 0 else { throw CocoaError(.executableLoad) }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        guard status == 0 else { throw CocoaError(.executableLoad) }
+        try TestBedScript.run("krb5-testbed", arguments)
     }
 
     var settings: MITDirectory.Settings {

@@ -240,6 +240,8 @@ public final class Engine: Service, Sendable {
                 logger.info("Host ready", metadata: ["host.id": "\(host.id)", "host.name": "\(host.name)"])
             }
             if workflow.state == .destroyed { update.revokeToken = true }
+            // The one-time password is wiped with the transition that ends its use.
+            update.wipeOneTimePassword = workflow.state == .ready || workflow.state == .destroyed
             try store.update(host, update, now: now)
             if workflow.state.isUnfinished { await scheduler.schedule(host.id, at: now) }
         case .wait(let facts):
@@ -307,10 +309,8 @@ public final class Engine: Service, Sendable {
         update.state = workflow.state
         update.eventReason = message
         update.nextAt = .some(nil)
+        update.wipeOneTimePassword = errorClass == .permanent
         try store.update(host, update, now: now)
-        if errorClass == .permanent {
-            try store.wipeSecret(hostID: host.id, kind: .oneTimePassword, now: now)
-        }
         logger.warning(
             errorClass == .needsHuman ? "Host paused" : "Host failed",
             metadata: ["host.id": "\(host.id)", "step": "\(step.rawValue)", "reason": "\(message)"])

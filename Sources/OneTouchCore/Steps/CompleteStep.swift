@@ -1,7 +1,8 @@
 import Foundation
 
-/// Verifies enrollment and the volume, wipes the one-time password, and announces the host as ready.
-/// Every check is a read; the announcement is recorded in the facts once sent.
+/// Verifies enrollment and the volume and announces the host as ready. Every check is a read; the
+/// announcement is recorded in the facts once sent; the engine wipes the one-time password in the
+/// transaction that makes the host ready.
 struct CompleteStep: HostStep {
     let step = Step.complete
 
@@ -35,7 +36,6 @@ struct CompleteStep: HostStep {
                     hint: "run `onetouch retry \(name) --from attach-volume`")
             }
         }
-        try services.store.wipeSecret(hostID: context.hostID, kind: .oneTimePassword, now: context.now)
         if facts.readyAnnounced != true {
             let elapsed = Int(context.now.timeIntervalSince(context.host.createdAt))
             try await services.notifier.announce(

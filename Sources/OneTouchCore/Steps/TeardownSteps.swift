@@ -1,12 +1,12 @@
 import Foundation
 
-/// Removes the host from the Kerberos directory and wipes its one-time password. Absent is success.
+/// Removes the host from the Kerberos directory. Absent is success. (The engine wipes the one-time
+/// password when the host is destroyed.)
 struct DeregisterStep: HostStep {
     let step = Step.deregister
 
     func run(_ context: StepContext) async throws -> StepOutcome {
         try await context.services.directory.remove(context.directoryHost)
-        try context.services.store.wipeSecret(hostID: context.hostID, kind: .oneTimePassword, now: context.now)
         return .done(context.facts)
     }
 }

@@ -82,7 +82,9 @@ extension Store {
     }
 
     public func host(id: String) throws -> HostRecord? {
-        try read { db in try HostRecord.fetchOne(db, key: id) }
+        try read { db in
+            try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
+        }
     }
 
     /// The host with this name that is not destroyed, else the most recently destroyed one.
@@ -127,6 +129,8 @@ extension Store {
         public var reportFloor: Int64?
         public var keepVolume: Bool?
         public var revokeToken = false
+        /// Wipe the host's one-time password in the same transaction (ready, failed, destroyed).
+        public var wipeOneTimePassword = false
         public var tokenHash: Data?
         public var attempt: AttemptRecord?
         public init() {}
@@ -154,12 +158,13 @@ extension Store {
         if change.revokeToken { row.tokenHash = nil }
         row.version = host.version + 1
         row.updatedAt = now
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 UPDATE hosts SET state = ?, step = ?, reason = ?, generation = ?, facts = ?, token_hash = ?,
                   report_floor = ?, keep_volume = ?, next_at = ?, version = ?, updated_at = ?
                 WHERE id = ? AND version = ?
-                """,
+                """
+        ).execute(
             arguments: [
                 row.state, row.step, row.reason, row.generation, row.facts, row.tokenHash, row.reportFloor,
                 row.keepVolume, row.nextAt, row.version, row.updatedAt, row.id, host.version,
@@ -172,6 +177,11 @@ extension Store {
             try event.insert(db)
         }
         if let attempt = change.attempt { try attempt.update(db) }
+        if change.wipeOneTimePassword {
+            try db.cachedStatement(
+                sql: "UPDATE secrets SET sealed = NULL, wiped_at = ? WHERE host_id = ? AND kind = ? AND wiped_at IS NULL"
+            ).execute(arguments: [now, host.id, SecretRecord.Kind.oneTimePassword])
+        }
         return row
     }
 }
@@ -183,12 +193,12 @@ extension Store {
     public func openAttempt(hostID: String, step: Step, generation: Int) throws -> AttemptRecord? {
         try read { db in
             try AttemptRecord.fetchOne(
-                db,
-                sql: """
-                    SELECT * FROM step_attempts
-                    WHERE host_id = ? AND step = ? AND generation = ? AND finished_at IS NULL
-                    ORDER BY attempt DESC LIMIT 1
-                    """, arguments: [hostID, step, generation])
+                try db.cachedStatement(
+                    sql: """
+                        SELECT * FROM step_attempts
+                        WHERE host_id = ? AND step = ? AND generation = ? AND finished_at IS NULL
+                        ORDER BY attempt DESC LIMIT 1
+                        """), arguments: [hostID, step, generation])
         }
     }
 
@@ -216,7 +226,8 @@ extension Store {
         try write { db in
             let previous =
                 try Int.fetchOne(
-                    db, sql: "SELECT MAX(attempt) FROM step_attempts WHERE host_id = ? AND step = ? AND generation = ?",
+                    try db.cachedStatement(
+                        sql: "SELECT MAX(attempt) FROM step_attempts WHERE host_id = ? AND step = ? AND generation = ?"),
                     arguments: [hostID, step, generation]) ?? 0
             var attempt = AttemptRecord(
                 id: nil, hostID: hostID, step: step, generation: generation, attempt: previous + 1,
@@ -269,8 +280,8 @@ extension Store {
     public func latestReport(hostID: String, stage: ReportRecord.Stage, after floor: Int64) throws -> ReportRecord? {
         try read { db in
             try ReportRecord.fetchOne(
-                db,
-                sql: "SELECT * FROM reports WHERE host_id = ? AND stage = ? AND id > ? ORDER BY id DESC LIMIT 1",
+                try db.cachedStatement(
+                    sql: "SELECT * FROM reports WHERE host_id = ? AND stage = ? AND id > ? ORDER BY id DESC LIMIT 1"),
                 arguments: [hostID, stage, floor])
         }
     }
@@ -299,7 +310,8 @@ extension Store {
 
     public func secret(hostID: String, kind: SecretRecord.Kind) throws -> SecretRecord? {
         try read { db in
-            try SecretRecord.fetchOne(db, sql: "SELECT * FROM secrets WHERE host_id = ? AND kind = ?", arguments: [hostID, kind])
+            try SecretRecord.fetchOne(
+                try db.cachedStatement(sql: "SELECT * FROM secrets WHERE host_id = ? AND kind = ?"), arguments: [hostID, kind])
         }
     }
 
@@ -323,14 +335,6 @@ extension Store {
         }
     }
 
-    /// Erases a secret's ciphertext, keeping the row as a record that it existed.
-    public func wipeSecret(hostID: String, kind: SecretRecord.Kind, now: Date) throws {
-        try write { db in
-            try db.execute(
-                sql: "UPDATE secrets SET sealed = NULL, wiped_at = ? WHERE host_id = ? AND kind = ? AND wiped_at IS NULL",
-                arguments: [now, hostID, kind])
-        }
-    }
 }
 
 // MARK: - Leases

@@ -61,9 +61,14 @@ public struct UserDataRenderer: Sendable {
     }
 
     static func template(_ name: String) throws -> MustacheTemplate {
-        guard let text = EmbeddedResources.templates[name] else {
+        guard let template = try parsedTemplates.get()[name] else {
             throw StepError.permanent("template \(name) is missing from this build")
         }
-        return try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + text)
+        return template
+    }
+
+    /// The embedded templates, parsed once.
+    static let parsedTemplates: Result<[String: MustacheTemplate], any Error> = Result {
+        try EmbeddedResources.templates.mapValues { try MustacheTemplate(string: "{{% CONTENT_TYPE: TEXT}}" + $0) }
     }
 }
