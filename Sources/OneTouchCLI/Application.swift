@@ -42,7 +42,7 @@ public struct OneTouchApplication {
         options.timeouts = configuration.timeouts
         options.leaseHolderIsGone = ProcessLease.holderIsGone
         let services = StepServices(
-            cloud: adapters.cloud, directory: adapters.directory, notifier: adapters.notifier, store: store,
+            cloud: BatchingCloud(adapters.cloud), directory: adapters.directory, notifier: adapters.notifier, store: store,
             secrets: secrets, renderer: renderer, logger: logger)
         let engine = Engine(
             services: services, options: options, clock: clock, random: random,

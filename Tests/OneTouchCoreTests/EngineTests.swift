@@ -11,7 +11,7 @@ struct EngineTests {
         try await bed.create("web-01")
         try await bed.settle()
         let host = try bed.host("web-01")
-        #expect(host.hostState == .ready)
+        #expect(host.hostState == .ready, "\(host.reason ?? "")")
         #expect(bed.cloud.instancesCreated == 1)
         #expect(bed.cloud.volumesCreated == 1)
         #expect(bed.directoryService.entriesCreated == 1)

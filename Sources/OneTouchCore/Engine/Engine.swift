@@ -113,7 +113,8 @@ public final class Engine: Service, Sendable {
     public func loadUnfinishedHosts() async throws -> Int {
         let hosts = try store.unfinishedHosts()
         let now = clock.now
-        for host in hosts { await scheduler.schedule(host.id, at: host.nextAt ?? now) }
+        // Waiting hosts are looked at once right away: a host may have reported while no engine ran.
+        for host in hosts { await scheduler.schedule(host.id, at: host.waiting ? now : host.nextAt ?? now) }
         return hosts.count
     }
 
@@ -182,9 +183,11 @@ public final class Engine: Service, Sendable {
         guard let implementation = Steps.all[step] else { return }
         let spec = try host.decodedSpec
         var attempt: AttemptRecord
+        var fresh = false
         if let open = try store.openAttempt(hostID: host.id, step: step, generation: host.generation) {
             attempt = open  // a crash or a waiting step left it open: same key, same deadline
         } else {
+            fresh = true
             let deadline = step.isWaiting ? options.timeouts[step].map { clock.now.addingTimeInterval($0.seconds) } : nil
             attempt = try store.beginAttempt(
                 hostID: host.id, step: step, generation: host.generation, key: Self.idempotencyKey(host, step),
@@ -192,17 +195,8 @@ public final class Engine: Service, Sendable {
             try crash(step, .attemptCommitted)
         }
         let now = clock.now
-        if let deadline = attempt.deadline, now >= deadline {
-            let waited = Int(deadline.timeIntervalSince(attempt.startedAt))
-            let error = StepError.permanent(
-                "the host did not report \(step == .bootstrap ? "booted" : "configured") within \(waited / 60)m\(waited % 60)s",
-                hint:
-                    "check the instance's console log and /var/log/onetouch-bootstrap.log, then run `onetouch retry \(spec.name) --from \(step == .bootstrap ? "provision" : "config-pull")`"
-            )
-            try await finish(host, step: step, attempt: &attempt, error: error, spec: spec)
-            return
-        }
-        let context = StepContext(host: host, spec: spec, facts: host.decodedFacts, attempt: attempt, now: now, services: services)
+        var context = StepContext(host: host, spec: spec, facts: host.decodedFacts, attempt: attempt, now: now, services: services)
+        context.mayHaveRunBefore = !(fresh && attempt.attempt == 1)
         let outcome: StepOutcome
         do {
             outcome = try await implementation.run(context)
@@ -214,6 +208,18 @@ public final class Engine: Service, Sendable {
             return
         }
         try crash(step, .externalCallMade)
+        // The deadline counts only when the host still has not reported (a report that arrived while
+        // the engine was down is honoured).
+        if case .wait = outcome, let deadline = attempt.deadline, now >= deadline {
+            let waited = Int(deadline.timeIntervalSince(attempt.startedAt))
+            let error = StepError.permanent(
+                "the host did not report \(step == .bootstrap ? "booted" : "configured") within \(waited / 60)m\(waited % 60)s",
+                hint:
+                    "check the instance's console log and /var/log/onetouch-bootstrap.log, then run `onetouch retry \(spec.name) --from \(step == .bootstrap ? "provision" : "config-pull")`"
+            )
+            try await finish(host, step: step, attempt: &attempt, error: error, spec: spec)
+            return
+        }
         try await finish(host, step: step, attempt: &attempt, outcome: outcome)
         try crash(step, .resultCommitted)
     }

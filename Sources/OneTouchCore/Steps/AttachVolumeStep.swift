@@ -1,7 +1,8 @@
 import Foundation
 
 /// Creates the encrypted data volume in the instance's zone and attaches it. Idempotent by the
-/// volume key and a tag look-up; it describes the attachment before attaching.
+/// volume key and a tag look-up; when resumed it describes the attachment before attaching. Done
+/// once the attach call succeeded: the host waits for the device, and `complete` verifies it.
 struct AttachVolumeStep: HostStep {
     let step = Step.attachVolume
 
@@ -15,12 +16,11 @@ struct AttachVolumeStep: HostStep {
         }
         if facts.volumeID == nil {
             let generation = String(context.host.generation)
-            if let tagged = try await cloud.volumes(hostIDs: [context.hostID])
-                .first(where: {
-                    $0.tags[ManagedTags.volumeRole] == ManagedTags.dataVolume && $0.tags["onetouch:generation"] == generation
-                        && $0.state != .deleting && $0.state != .deleted
-                })
-            {
+            let leftovers = context.mayHaveRunBefore ? try await cloud.volumes(hostIDs: [context.hostID]) : []
+            if let tagged = leftovers.first(where: {
+                $0.tags[ManagedTags.volumeRole] == ManagedTags.dataVolume && $0.tags["onetouch:generation"] == generation
+                    && $0.state != .deleting && $0.state != .deleted
+            }) {
                 facts.volumeID = tagged.id
             } else {
                 let volume = try await cloud.createVolume(
@@ -31,6 +31,13 @@ struct AttachVolumeStep: HostStep {
                 facts.volumeID = volume.id
                 context.services.logger.info(
                     "Created data volume", metadata: ["host.id": "\(context.hostID)", "volume": "\(volume.id)"])
+                if volume.state == .available && volume.encrypted {
+                    // Ready at once (the usual case): attach without describing it first. The host
+                    // waits for the device, and `complete` verifies the attachment.
+                    facts.volumeEncrypted = true
+                    try await cloud.attachVolume(volumeID: volume.id, instanceID: instanceID)
+                    return .done(facts)
+                }
             }
             return .poll(facts, after: .milliseconds(200))
         }
@@ -55,7 +62,7 @@ struct AttachVolumeStep: HostStep {
                 hint: "detach it, then run `onetouch resume \(context.spec.name)`")
         case (.available, _):
             try await cloud.attachVolume(volumeID: volumeID, instanceID: instanceID)
-            return .poll(facts, after: .milliseconds(500))
+            return .done(facts)
         case (.creating, _):
             return .poll(facts, after: .seconds(1))
         case (.deleting, _), (.deleted, _), (.error, _):

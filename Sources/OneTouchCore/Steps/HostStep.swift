@@ -33,6 +33,9 @@ public struct StepContext: Sendable {
     public var attempt: AttemptRecord
     public var now: Date
     public var services: StepServices
+    /// False only for the first attempt of this step in this generation, begun by this process: then
+    /// nothing can exist yet from an earlier try, and look-ups for leftovers can be skipped.
+    public var mayHaveRunBefore: Bool = true
 
     public var hostID: String { host.id }
     public var idempotencyKey: String { attempt.idempotencyKey }

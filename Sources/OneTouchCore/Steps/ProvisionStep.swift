@@ -9,7 +9,10 @@ struct ProvisionStep: HostStep {
         var facts = context.facts
         let cloud = context.services.cloud
         if facts.instanceID == nil {
-            let tagged = try await cloud.instances(hostIDs: [context.hostID]).filter { $0.state != .terminated }
+            // Look for what an earlier try (or generation) left, unless this is the very first try.
+            let tagged =
+                context.mayHaveRunBefore || context.host.generation > 1
+                ? try await cloud.instances(hostIDs: [context.hostID]).filter { $0.state != .terminated } : []
             let generation = String(context.host.generation)
             // Instances of an earlier generation were superseded by `retry --from provision`.
             for stale in tagged where stale.tags["onetouch:generation"] != generation {
@@ -30,6 +33,9 @@ struct ProvisionStep: HostStep {
                 context.services.logger.info(
                     "Launched instance",
                     metadata: ["host.id": "\(context.hostID)", "host.name": "\(context.spec.name)", "instance": "\(instance.id)"])
+                // The launch answer usually has the address already; the host's own `booted` report
+                // proves it runs, so there is no need to poll until EC2 says `running`.
+                if let done = try finished(instance, facts: facts, context) { return done }
             }
         }
         guard let instanceID = facts.instanceID else { return .poll(facts, after: .seconds(1)) }
@@ -37,16 +43,8 @@ struct ProvisionStep: HostStep {
             // Just created: the cloud may not show it yet (eventual consistency).
             return .poll(facts, after: .seconds(2))
         }
-        guard instance.metadataTokensRequired else {
-            throw StepError.permanent(
-                "instance \(instanceID) was launched without IMDSv2 required (HttpTokens=required)",
-                hint: "terminate it, check the provider's launch settings, then run `onetouch retry \(context.spec.name) --from provision`")
-        }
+        if let done = try finished(instance, facts: facts, context) { return done }
         switch instance.state {
-        case .running where instance.privateIP != nil:
-            facts.privateIP = instance.privateIP
-            facts.zone = instance.zone
-            return .done(facts)
         case .pending, .running:
             return .poll(facts, after: .seconds(2))
         case .stopping, .stopped, .shuttingDown, .terminated:
@@ -54,5 +52,19 @@ struct ProvisionStep: HostStep {
                 "instance \(instanceID) is \(instance.state.rawValue): it was stopped or terminated outside onetouch",
                 hint: "run `onetouch retry \(context.spec.name) --from provision` to launch a new one")
         }
+    }
+
+    /// Done once the instance is pending or running with an address; IMDSv2 must be required.
+    private func finished(_ instance: Instance, facts: HostFacts, _ context: StepContext) throws -> StepOutcome? {
+        guard instance.metadataTokensRequired else {
+            throw StepError.permanent(
+                "instance \(instance.id) was launched without IMDSv2 required (HttpTokens=required)",
+                hint: "terminate it, check the provider's launch settings, then run `onetouch retry \(context.spec.name) --from provision`")
+        }
+        guard instance.state == .pending || instance.state == .running, let address = instance.privateIP else { return nil }
+        var facts = facts
+        facts.privateIP = address
+        facts.zone = instance.zone
+        return .done(facts)
     }
 }

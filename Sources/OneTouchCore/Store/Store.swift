@@ -109,11 +109,11 @@ extension Store {
     }
 
     /// Every host the engine should drive, with when it should act next.
-    public func unfinishedHosts() throws -> [(id: String, nextAt: Date?)] {
+    public func unfinishedHosts() throws -> [(id: String, nextAt: Date?, waiting: Bool)] {
         try read { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT id, next_at FROM hosts WHERE state IN ('pending','running','waiting','destroying')")
-            return rows.map { (id: $0["id"], nextAt: $0["next_at"]) }
+                db, sql: "SELECT id, next_at, state FROM hosts WHERE state IN ('pending','running','waiting','destroying')")
+            return rows.map { (id: $0["id"], nextAt: $0["next_at"], waiting: $0["state"] == "waiting") }
         }
     }
 
