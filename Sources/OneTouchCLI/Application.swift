@@ -41,8 +41,9 @@ public struct OneTouchApplication {
         options.retry = configuration.retry
         options.timeouts = configuration.timeouts
         options.leaseHolderIsGone = ProcessLease.holderIsGone
+        let cloud = BatchingCloud(adapters.cloud)
         let services = StepServices(
-            cloud: BatchingCloud(adapters.cloud), directory: adapters.directory, notifier: adapters.notifier, store: store,
+            cloud: cloud, directory: adapters.directory, notifier: adapters.notifier, store: store,
             secrets: secrets, renderer: renderer, logger: logger)
         let engine = Engine(
             services: services, options: options, clock: clock, random: random,
@@ -55,7 +56,8 @@ public struct OneTouchApplication {
         self.service = service
         self.store = store
         self.configuration = configuration
-        self.router = OneTouchServer.router(service: service, adminTokenHashes: tokens.map(SecretBox.tokenHash))
+        self.router = OneTouchServer.router(
+            service: service, reconciler: Reconciler(store: store, cloud: cloud), adminTokenHashes: tokens.map(SecretBox.tokenHash))
     }
 
     /// Admin tokens: one per line in the file (or one in the variable); blank lines and `#` comments ignored.

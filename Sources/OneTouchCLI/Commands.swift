@@ -13,7 +13,7 @@ public struct OneTouch: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, Create.self, Status.self, List.self, Events.self, Resume.self, Retry.self, Destroy.self,
-            Render.self,
+            Render.self, Reconcile.self,
         ])
 
     public init() {}
@@ -323,5 +323,30 @@ struct Render: AsyncParsableCommand {
     func run() async throws {
         let data = try await client.client().get("/v1/admin/hosts/\(AdminClient.escape(name))/user-data")
         FileHandle.standardOutput.write(data)
+    }
+}
+
+struct Reconcile: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List cloud resources tagged as onetouch's that no live host owns, and hosts whose instance vanished.")
+    @Flag(help: "Remove the orphans (after printing them).")
+    var fix = false
+    @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        let api = try client.client()
+        let data =
+            fix
+            ? try await api.send(.POST, "/v1/admin/reconcile", body: Optional<ErrorBody>.none) : try await api.get("/v1/admin/reconcile")
+        if output.json { return printJSON(data) }
+        let report = try api.decode(ReconcileReport.self, data)
+        if report.orphans.isEmpty && report.vanished.isEmpty { return print("nothing to reconcile: every managed resource has its host") }
+        for orphan in report.orphans { print("orphan \(orphan.kind) \(orphan.id): \(orphan.why)") }
+        for gone in report.vanished {
+            print("\(gone.host): its instance \(gone.instanceId) is gone; run `onetouch retry \(gone.host) --from provision`")
+        }
+        if fix { print("removed: \(report.removed.isEmpty ? "nothing" : report.removed.joined(separator: ", "))") }
+        if !fix && !report.orphans.isEmpty { print("run `onetouch reconcile --fix` to remove the orphans") }
     }
 }

@@ -101,6 +101,17 @@ public struct EC2CloudProvider: CloudProvider {
         }.map(Self.volume)
     }
 
+    public func managedInstances() async throws -> [Instance] {
+        try await client.describeAllInstances(filters: [EC2Filter("tag:\(ManagedTags.managed)", ["true"])])
+            .map(Self.instance).filter { $0.state != .terminated }
+    }
+
+    public func managedVolumes() async throws -> [Volume] {
+        try await client.describeAllVolumes(filters: [
+            EC2Filter("tag:\(ManagedTags.managed)", ["true"]), EC2Filter("tag:\(ManagedTags.volumeRole)", [ManagedTags.dataVolume]),
+        ]).map(Self.volume)
+    }
+
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         _ = try await call("attach volume \(volumeID)") {
             try await client.attachVolume(volumeId: volumeID, instanceId: instanceID, device: settings.device)

@@ -10,7 +10,9 @@ public enum OneTouchServer {
     /// Largest request body accepted: a 64 KiB log tail plus its JSON envelope.
     public static let maxBodyBytes = 80 * 1024
 
-    public static func router(service: HostService, adminTokenHashes: [Data]) -> Router<BasicRequestContext> {
+    public static func router(
+        service: HostService, reconciler: Reconciler, adminTokenHashes: [Data]
+    ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in "ok\n" }
 
@@ -106,6 +108,8 @@ public enum OneTouchServer {
             return try json(
                 .ok, HostView(try await call { try await service.destroy(name, keepVolume: body.keepVolume, actor: "admin") }))
         }
+        admin.get("/reconcile") { _, _ in try json(.ok, try await cloudCall { try await reconciler.run(fix: false) }) }
+        admin.post("/reconcile") { _, _ in try json(.ok, try await cloudCall { try await reconciler.run(fix: true) }) }
         return router
     }
 
@@ -143,6 +147,13 @@ public enum OneTouchServer {
         fields[.contentType] = "application/json"
         let data = try APIDates.encoder().encode(value)
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// A call to the cloud on behalf of an admin request: its failure is a 502 that says why.
+    static func cloudCall<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch {
+            throw APIError(.badGateway, "the cloud did not answer as expected (\(StepError.classify(error).message)); try again")
+        }
     }
 
     /// Maps service errors to HTTP statuses.

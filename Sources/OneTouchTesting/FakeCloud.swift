@@ -131,6 +131,37 @@ public final class FakeCloud: CloudProvider, Sendable {
         }
     }
 
+    public func managedInstances() async throws -> [Instance] {
+        count("managedInstances")
+        return state.withLock { s in
+            s.instances.values.filter { $0.tags[ManagedTags.managed] == "true" && $0.state != .terminated }.sorted { $0.id < $1.id }
+        }
+    }
+
+    public func managedVolumes() async throws -> [Volume] {
+        count("managedVolumes")
+        return state.withLock { s in
+            s.volumes.values.filter { $0.tags[ManagedTags.volumeRole] == ManagedTags.dataVolume }.sorted { $0.id < $1.id }
+        }
+    }
+
+    /// Launches an instance outside onetouch's bookkeeping (an orphan), for reconcile tests.
+    public func plantOrphan(hostID: String) -> (instance: String, volume: String) {
+        state.withLock { s in
+            s.counter += 1
+            let instance = String(format: "i-%017x", s.counter)
+            s.instances[instance] = Instance(
+                id: instance, state: .running, privateIP: "10.9.9.9", zone: "fake-1a",
+                tags: [ManagedTags.hostID: hostID, ManagedTags.managed: "true"])
+            s.counter += 1
+            let volume = String(format: "vol-%017x", s.counter)
+            s.volumes[volume] = Volume(
+                id: volume, zone: "fake-1a", sizeGiB: 1, state: .available, encrypted: true,
+                tags: [ManagedTags.hostID: hostID, ManagedTags.managed: "true", ManagedTags.volumeRole: ManagedTags.dataVolume])
+            return (instance, volume)
+        }
+    }
+
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         count("attachVolume")
         try faults.perform("attachVolume") {

@@ -206,3 +206,29 @@ struct EngineTests {
         await #expect(throws: LeaseHeld.self) { try await bed.engine.run() }
     }
 }
+
+@Suite("Reconcile")
+struct ReconcileTests {
+    @Test func findsAndRemovesOrphansButNotWhatLiveOrKeptHostsOwn() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        try await bed.create("web-02")
+        try await bed.settle()
+        _ = try await bed.service.destroy("web-02", keepVolume: true, actor: "test")
+        try await bed.settle()
+        let reconciler = Reconciler(store: bed.store, cloud: bed.cloud)
+        #expect(try await reconciler.run(fix: false) == ReconcileReport(orphans: [], vanished: [], removed: []))
+
+        let planted = bed.cloud.plantOrphan(hostID: "h-unknown")
+        let report = try await reconciler.run(fix: false)
+        #expect(Set(report.orphans.map(\.id)) == [planted.instance, planted.volume])
+        #expect(report.orphans.allSatisfy { $0.why == "no host has this id" })
+
+        let fixed = try await reconciler.run(fix: true)
+        #expect(Set(fixed.removed) == [planted.instance, planted.volume])
+        #expect(try await reconciler.run(fix: false).orphans.isEmpty)
+        #expect(try bed.host("web-01").hostState == .ready, "the live host is untouched")
+        #expect(bed.cloud.allVolumes.count == 2, "web-01's volume and web-02's kept volume remain")
+    }
+}

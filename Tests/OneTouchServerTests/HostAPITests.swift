@@ -14,7 +14,9 @@ struct HostAPITests {
     func withServer(_ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void) async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }
-        let router = OneTouchServer.router(service: bed.service, adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
+        let router = OneTouchServer.router(
+            service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),
+            adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
         let app = Application(router: router)
         try await app.test(.router) { client in try await body(bed, client) }
     }

@@ -22,6 +22,8 @@ public struct BatchingCloud: CloudProvider {
     public func instances(hostIDs: [String]) async throws -> [Instance] { try await base.instances(hostIDs: hostIDs) }
     public func createVolume(_ request: VolumeRequest) async throws -> Volume { try await base.createVolume(request) }
     public func volumes(hostIDs: [String]) async throws -> [Volume] { try await base.volumes(hostIDs: hostIDs) }
+    public func managedInstances() async throws -> [Instance] { try await base.managedInstances() }
+    public func managedVolumes() async throws -> [Volume] { try await base.managedVolumes() }
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         try await base.attachVolume(volumeID: volumeID, instanceID: instanceID)
     }

@@ -119,6 +119,9 @@ public protocol CloudProvider: Sendable {
     func volumes(ids: [String]) async throws -> [Volume]
     /// Volumes tagged with any of these host ids.
     func volumes(hostIDs: [String]) async throws -> [Volume]
+    /// Every instance (not terminated) and every data volume tagged as managed by onetouch.
+    func managedInstances() async throws -> [Instance]
+    func managedVolumes() async throws -> [Volume]
     func attachVolume(volumeID: String, instanceID: String) async throws
     func terminate(instanceID: String) async throws
     func deleteVolume(volumeID: String) async throws
