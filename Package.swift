@@ -107,7 +107,8 @@ let package = Package(
         ),
         .testTarget(name: "OneTouchEC2Tests", dependencies: ["OneTouchEC2", "OneTouchCore"], swiftSettings: strict),
         .testTarget(
-            name: "OneTouchKerberosTests", dependencies: ["OneTouchKerberos", "OneTouchCore", "OneTouchHTTP"], swiftSettings: strict),
+            name: "OneTouchKerberosTests", dependencies: ["OneTouchKerberos", "OneTouchCore", "OneTouchHTTP", "OneTouchTesting"],
+            swiftSettings: strict),
         .testTarget(
             name: "OneTouchCLITests",
             dependencies: ["OneTouchCLI", "OneTouchTesting"],

@@ -10,6 +10,8 @@ public struct StepServices: Sendable {
     public var secrets: SecretBox
     public var renderer: UserDataRenderer
     public var logger: Logger
+    /// Where one-time passwords come from: the system CSPRNG, except in tests that plant a canary.
+    public var oneTimePasswords: @Sendable () -> Secret = SecretBox.oneTimePassword
 
     public init(
         cloud: any CloudProvider, directory: any Directory, notifier: any Notifier, store: Store, secrets: SecretBox,

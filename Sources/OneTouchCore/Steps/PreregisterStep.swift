@@ -33,7 +33,7 @@ struct PreregisterStep: HostStep {
         if let existing, existing.deliveredAt == nil, existing.wipedAt == nil, let sealed = existing.sealed {
             proposed = try services.secrets.open(sealed, hostID: context.hostID, kind: SecretRecord.Kind.oneTimePassword.rawValue)
         } else {
-            proposed = SecretBox.oneTimePassword()
+            proposed = services.oneTimePasswords()
             try store(proposed, context)
         }
         let result = try await services.directory.preregister(host, proposedPassword: proposed)
