@@ -102,14 +102,7 @@ public struct EC2Client: Sendable {
 
     /// Follows `nextToken` until the last page (`pageSize` is sent as `MaxResults`).
     public func describeAllInstances(filters: [EC2Filter], pageSize: Int = 100) async throws -> [EC2Instance] {
-        var instances: [EC2Instance] = []
-        var token: String?
-        repeat {
-            let page = try await describeInstances(filters: filters, maxResults: pageSize, nextToken: token)
-            instances += page.items
-            token = page.nextToken
-        } while token != nil
-        return instances
+        try await allPages { try await describeInstances(filters: filters, maxResults: pageSize, nextToken: $0) }
     }
 
     /// `DescribeInstanceAttribute Attribute=userData`: the raw user-data bytes, `nil` if none.
@@ -169,14 +162,19 @@ public struct EC2Client: Sendable {
 
     /// Follows `nextToken` until the last page.
     public func describeAllVolumes(volumeIds: [String] = [], filters: [EC2Filter] = []) async throws -> [EC2Volume] {
-        var volumes: [EC2Volume] = []
+        try await allPages { try await describeVolumes(volumeIds: volumeIds, filters: filters, nextToken: $0) }
+    }
+
+    /// Calls `page` with each `nextToken` until the last page, collecting the items.
+    func allPages<Item>(_ page: (String?) async throws -> EC2Page<Item>) async throws -> [Item] {
+        var items: [Item] = []
         var token: String?
         repeat {
-            let page = try await describeVolumes(volumeIds: volumeIds, filters: filters, nextToken: token)
-            volumes += page.items
-            token = page.nextToken
+            let next = try await page(token)
+            items += next.items
+            token = next.nextToken
         } while token != nil
-        return volumes
+        return items
     }
 
     public func deleteVolume(volumeId: String) async throws {
