@@ -171,8 +171,10 @@ extension EC2Error: ClassifiedError {
             return .permanent(
                 description, hint: "the launch settings changed since the first attempt; run `onetouch retry {host} --from provision`")
         case .authentication:
+            // Credentials expire and come back (rotation, a renewed role): look again every minute.
             return .needsHuman(
-                description, hint: "fix the AWS credentials, then run `onetouch resume --all-failed` or `onetouch resume {host}`")
+                description, hint: "fix the AWS credentials; the host continues by itself within a minute, or run `onetouch resume {host}`",
+                recheckAfter: .seconds(60))
         case .invalidRequest:
             return .permanent(
                 description, hint: "fix the provider settings in the configuration, then run `onetouch retry {host} --from provision`")

@@ -9,6 +9,8 @@ public enum Fault: Sendable, Equatable {
     case permanent(String)
     /// Fails before the side effect, asking for a person.
     case needsHuman(String)
+    /// Fails before the side effect, asking for a person, but may clear by itself (expired credentials).
+    case needsHumanRecheck(String, after: Duration)
     /// Performs the side effect, then loses the response (a transient error reaches the caller).
     case lostResponse
 }
@@ -38,6 +40,7 @@ public final class FaultPlan: Sendable {
         case .transient?: throw StepError.transient("injected transient failure in \(operation)")
         case .permanent(let message)?: throw StepError.permanent(message)
         case .needsHuman(let message)?: throw StepError.needsHuman(message)
+        case .needsHumanRecheck(let message, let after)?: throw StepError.needsHuman(message, recheckAfter: after)
         case .lostResponse?:
             _ = try effect()
             throw StepError.transient("injected lost response from \(operation)")

@@ -232,3 +232,34 @@ struct ReconcileTests {
         #expect(bed.cloud.allVolumes.count == 2, "web-01's volume and web-02's kept volume remain")
     }
 }
+
+@Suite("Pauses that clear by themselves")
+struct SelfClearingPauseTests {
+    @Test func expiredCredentialsPauseTheHostWhichContinuesByItselfOnceTheyWork() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.cloud.faults.inject(.needsHumanRecheck("AuthFailure: credentials expired", after: .seconds(60)), into: "launch", times: 3)
+        try await bed.create("web-01")
+        for _ in 0..<10 { await bed.engine.runUntilIdle() }
+        let paused = try bed.host("web-01")
+        #expect(paused.hostState.kind == .paused)
+        #expect(paused.reason?.contains("AuthFailure: credentials expired") == true)
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        #expect(host.hostState == .ready)
+        #expect(bed.cloud.calls("launch") == 4, "three refused, then one that worked")
+        #expect(bed.cloud.instancesCreated == 1)
+        let reasons = try bed.store.events(hostID: host.id).map(\.reason)
+        #expect(reasons.filter { $0.contains("checking whether the cause of the pause has cleared") }.count == 3)
+    }
+
+    @Test func anOrdinaryPauseWaitsForAPerson() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.cloud.faults.inject(.needsHuman("quota exceeded"), into: "launch")
+        try await bed.create("web-01")
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState.kind == .paused)
+        #expect(bed.cloud.calls("launch") == 1)
+    }
+}

@@ -160,6 +160,16 @@ public final class Engine: Service, Sendable {
                 await scheduler.schedule(hostID, at: clock.now)
             case .running(let step), .waiting(let step), .destroying(let step):
                 try await runStep(step, of: host)
+            case .paused where host.nextAt.map { $0 <= clock.now } == true:
+                // A pause that may clear by itself (credentials, say): try the step again.
+                var workflow = HostWorkflow(state: host.hostState)
+                _ = try workflow.apply(.resume)
+                var update = Store.HostUpdate()
+                update.state = workflow.state
+                update.eventReason = "checking whether the cause of the pause has cleared"
+                update.nextAt = .some(clock.now)
+                try store.update(host, update, now: clock.now)
+                await scheduler.schedule(hostID, at: clock.now)
             case .ready, .failed, .paused, .destroyed:
                 return
             }
@@ -314,9 +324,11 @@ public final class Engine: Service, Sendable {
         _ = try workflow.apply(errorClass == .needsHuman ? .needsHuman(reason: message) : .stepFailed(reason: message))
         update.state = workflow.state
         update.eventReason = message
-        update.nextAt = .some(nil)
+        let recheck = errorClass == .needsHuman ? error.retryAfter.map { now.addingTimeInterval($0.seconds) } : nil
+        update.nextAt = .some(recheck)
         update.wipeOneTimePassword = errorClass == .permanent
         try store.update(host, update, now: now)
+        if let recheck { await scheduler.schedule(host.id, at: recheck) }
         logger.warning(
             errorClass == .needsHuman ? "Host paused" : "Host failed",
             metadata: ["host.id": "\(host.id)", "step": "\(step.rawValue)", "reason": "\(message)"])

@@ -15,7 +15,8 @@ public struct StepError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// What to do next, for people; `{host}` stands for the host's name (adapters do not know it).
     public var hint: String?
-    /// For transient errors: wait at least this long before the next attempt (Retry-After).
+    /// For transient errors: wait at least this long before the next attempt (Retry-After). For
+    /// needs-human errors: look again after this long (the cause may clear by itself).
     public var retryAfter: Duration?
 
     public init(_ errorClass: ErrorClass, _ message: String, hint: String? = nil, retryAfter: Duration? = nil) {
@@ -33,6 +34,12 @@ public struct StepError: Error, Sendable, CustomStringConvertible {
     }
     public static func needsHuman(_ message: String, hint: String? = nil) -> StepError {
         StepError(.needsHuman, message, hint: hint)
+    }
+
+    /// Needs a person, but may also clear by itself (credentials renewed, access granted): the host
+    /// pauses, and the engine tries the step again every `recheckAfter` until it works or someone acts.
+    public static func needsHuman(_ message: String, hint: String? = nil, recheckAfter: Duration) -> StepError {
+        StepError(.needsHuman, message, hint: hint, retryAfter: recheckAfter)
     }
 
     public var description: String {

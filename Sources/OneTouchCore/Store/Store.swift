@@ -112,7 +112,11 @@ extension Store {
     public func unfinishedHosts() throws -> [(id: String, nextAt: Date?, waiting: Bool)] {
         try read { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT id, next_at, state FROM hosts WHERE state IN ('pending','running','waiting','destroying')")
+                db,
+                sql: """
+                    SELECT id, next_at, state FROM hosts
+                    WHERE state IN ('pending','running','waiting','destroying') OR (state = 'paused' AND next_at IS NOT NULL)
+                    """)
             return rows.map { (id: $0["id"], nextAt: $0["next_at"], waiting: $0["state"] == "waiting") }
         }
     }
