@@ -3,11 +3,13 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import OneTouchCore
+import Synchronization
 
 /// Talks to `onetouch serve`'s admin API.
 struct AdminClient {
     let server: String
     let token: Secret
+    let reachable = ReachabilityCheck()
 
     /// A failure the CLI turns into an exit code and a message.
     struct Failure: Error, CustomStringConvertible {
@@ -15,7 +17,24 @@ struct AdminClient {
         var description: String
     }
 
+    /// Whether the server answered `/healthz` within 3 s: a server that is not there is reported at
+    /// once (AsyncHTTPClient would keep retrying the connection until the request's deadline).
+    func checkReachable() async throws {
+        var request = HTTPClientRequest(url: server.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/healthz")
+        request.method = .GET
+        do {
+            _ = try await HTTPClient.shared.execute(request, timeout: .seconds(3))
+        } catch {
+            throw Failure(
+                exitCode: 3,
+                description:
+                    "cannot reach the onetouch server at \(server) (\(error)); is `onetouch serve` running? Point --server or ONETOUCH_SERVER at it"
+            )
+        }
+    }
+
     func send<Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> Data {
+        try await reachable.check(self)
         var request = HTTPClientRequest(url: server.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token.reveal())")
@@ -57,5 +76,16 @@ struct AdminClient {
 
     static func escape(_ name: String) -> String {
         name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))) ?? name
+    }
+}
+
+/// Checks the server once per client, before its first request.
+final class ReachabilityCheck: Sendable {
+    private let done = Mutex(false)
+
+    func check(_ client: AdminClient) async throws {
+        if done.withLock({ $0 }) { return }
+        try await client.checkReachable()
+        done.withLock { $0 = true }
     }
 }
