@@ -147,7 +147,7 @@ public final class Engine: Service, Sendable {
 
     func process(_ hostID: String) async {
         do {
-            guard let host = try store.host(id: hostID) else { return }
+            guard let (host, openAttempt) = try store.hostWithOpenAttempt(id: hostID) else { return }
             switch host.hostState {
             case .pending:
                 var workflow = HostWorkflow(state: host.hostState)
@@ -159,7 +159,7 @@ public final class Engine: Service, Sendable {
                 try store.update(host, update, now: clock.now)
                 await scheduler.schedule(hostID, at: clock.now)
             case .running(let step), .waiting(let step), .destroying(let step):
-                try await runStep(step, of: host)
+                try await runStep(step, of: host, openAttempt: openAttempt)
             case .paused where host.nextAt.map { $0 <= clock.now } == true:
                 // A pause that may clear by itself (credentials, say): try the step again.
                 var workflow = HostWorkflow(state: host.hostState)
@@ -189,12 +189,12 @@ public final class Engine: Service, Sendable {
         try crashHook?(step, point)
     }
 
-    private func runStep(_ step: Step, of host: HostRecord) async throws {
+    private func runStep(_ step: Step, of host: HostRecord, openAttempt: AttemptRecord?) async throws {
         guard let implementation = Steps.all[step] else { return }
         let spec = try host.decodedSpec
         var attempt: AttemptRecord
         var fresh = false
-        if let open = try store.openAttempt(hostID: host.id, step: step, generation: host.generation) {
+        if let open = openAttempt {
             attempt = open  // a crash or a waiting step left it open: same key, same deadline
         } else {
             fresh = true

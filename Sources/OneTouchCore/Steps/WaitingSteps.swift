@@ -5,9 +5,7 @@ struct BootstrapStep: HostStep {
     let step = Step.bootstrap
 
     func run(_ context: StepContext) async throws -> StepOutcome {
-        try HostReports.checkForFailure(context, during: step)
-        let booted = try context.services.store.latestReport(
-            hostID: context.hostID, stage: .booted, after: context.host.reportFloor(for: .booted))
+        let booted = try HostReports.latest(.booted, context, during: step)
         return booted == nil ? .wait(context.facts) : .done(context.facts)
     }
 }
@@ -17,11 +15,7 @@ struct ConfigPullStep: HostStep {
     let step = Step.configPull
 
     func run(_ context: StepContext) async throws -> StepOutcome {
-        try HostReports.checkForFailure(context, during: step)
-        guard
-            let report = try context.services.store.latestReport(
-                hostID: context.hostID, stage: .configured, after: context.host.reportFloor(for: .configured))
-        else { return .wait(context.facts) }
+        guard let report = try HostReports.latest(.configured, context, during: step) else { return .wait(context.facts) }
         guard report.exitStatus == 0 else {
             throw StepError.permanent(
                 "the configuration pull on \(context.spec.fqdn) exited with status \(report.exitStatus.map(String.init) ?? "unknown")",
@@ -32,18 +26,21 @@ struct ConfigPullStep: HostStep {
 }
 
 enum HostReports {
-    /// A `failed` report from the host ends the waiting step with the host's own words.
-    static func checkForFailure(_ context: StepContext, during step: Step) throws {
-        guard
-            let failed = try context.services.store.latestReport(
-                hostID: context.hostID, stage: .failed, after: context.host.reportFloor(for: .failed))
-        else { return }
-        let tail = (failed.detail ?? "").split(separator: "\n").suffix(3).joined(separator: " | ")
-        throw StepError.permanent(
-            "the host reported a failure during \(step.rawValue)"
-                + (failed.exitStatus.map { " (exit status \($0))" } ?? "") + (tail.isEmpty ? "" : ": \(tail.prefix(300))"),
-            hint:
-                "`onetouch status \(context.spec.name)` shows its log tail; fix the cause, then run `onetouch retry \(context.spec.name) --from provision`"
-        )
+    /// The newest report of `stage` (one read, with the failure check): a `failed` report from the
+    /// host ends the waiting step with the host's own words.
+    static func latest(_ stage: ReportRecord.Stage, _ context: StepContext, during step: Step) throws -> ReportRecord? {
+        let reports = try context.services.store.latestReports(
+            hostID: context.hostID,
+            after: [stage: context.host.reportFloor(for: stage), .failed: context.host.reportFloor(for: .failed)])
+        if let failed = reports[.failed] {
+            let tail = (failed.detail ?? "").split(separator: "\n").suffix(3).joined(separator: " | ")
+            throw StepError.permanent(
+                "the host reported a failure during \(step.rawValue)"
+                    + (failed.exitStatus.map { " (exit status \($0))" } ?? "") + (tail.isEmpty ? "" : ": \(tail.prefix(300))"),
+                hint:
+                    "`onetouch status \(context.spec.name)` shows its log tail; fix the cause, then run `onetouch retry \(context.spec.name) --from provision`"
+            )
+        }
+        return reports[stage]
     }
 }

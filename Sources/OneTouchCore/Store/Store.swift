@@ -193,17 +193,29 @@ extension Store {
 // MARK: - Step attempts
 
 extension Store {
+    /// A host and the unfinished attempt of its current step, in one read.
+    public func hostWithOpenAttempt(id: String) throws -> (host: HostRecord, openAttempt: AttemptRecord?)? {
+        try read { db in
+            guard let host = try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
+            else { return nil }
+            guard let step = host.step else { return (host, nil) }
+            return (host, try Self.openAttempt(db, hostID: id, step: step, generation: host.generation))
+        }
+    }
+
     /// The unfinished attempt of a step in this generation, left by a crash or a waiting step.
     public func openAttempt(hostID: String, step: Step, generation: Int) throws -> AttemptRecord? {
-        try read { db in
-            try AttemptRecord.fetchOne(
-                try db.cachedStatement(
-                    sql: """
-                        SELECT * FROM step_attempts
-                        WHERE host_id = ? AND step = ? AND generation = ? AND finished_at IS NULL
-                        ORDER BY attempt DESC LIMIT 1
-                        """), arguments: [hostID, step, generation])
-        }
+        try read { db in try Self.openAttempt(db, hostID: hostID, step: step, generation: generation) }
+    }
+
+    private static func openAttempt(_ db: Database, hostID: String, step: Step, generation: Int) throws -> AttemptRecord? {
+        try AttemptRecord.fetchOne(
+            try db.cachedStatement(
+                sql: """
+                    SELECT * FROM step_attempts
+                    WHERE host_id = ? AND step = ? AND generation = ? AND finished_at IS NULL
+                    ORDER BY attempt DESC LIMIT 1
+                    """), arguments: [hostID, step, generation])
     }
 
     /// Attempts of a step in this generation so far, oldest first.
@@ -282,11 +294,19 @@ extension Store {
 
     /// The latest report of `stage` newer than the host's report floor.
     public func latestReport(hostID: String, stage: ReportRecord.Stage, after floor: Int64) throws -> ReportRecord? {
+        try latestReports(hostID: hostID, after: [stage: floor])[stage]
+    }
+
+    /// The latest report of each stage newer than its floor, in one read.
+    public func latestReports(hostID: String, after floors: [ReportRecord.Stage: Int64]) throws -> [ReportRecord.Stage: ReportRecord] {
         try read { db in
-            try ReportRecord.fetchOne(
-                try db.cachedStatement(
-                    sql: "SELECT * FROM reports WHERE host_id = ? AND stage = ? AND id > ? ORDER BY id DESC LIMIT 1"),
-                arguments: [hostID, stage, floor])
+            let statement = try db.cachedStatement(
+                sql: "SELECT * FROM reports WHERE host_id = ? AND stage = ? AND id > ? ORDER BY id DESC LIMIT 1")
+            var found: [ReportRecord.Stage: ReportRecord] = [:]
+            for (stage, floor) in floors {
+                found[stage] = try ReportRecord.fetchOne(statement, arguments: [hostID, stage, floor])
+            }
+            return found
         }
     }
 
