@@ -150,26 +150,12 @@ public final class Engine: Service, Sendable {
             guard let (host, openAttempt) = try store.hostWithOpenAttempt(id: hostID) else { return }
             switch host.hostState {
             case .pending:
-                var workflow = HostWorkflow(state: host.hostState)
-                _ = try workflow.apply(.begin)
-                var update = Store.HostUpdate()
-                update.state = workflow.state
-                update.eventReason = "engine picked the host up"
-                update.nextAt = .some(clock.now)
-                try store.update(host, update, now: clock.now)
-                await scheduler.schedule(hostID, at: clock.now)
+                try await move(host, .begin, because: "engine picked the host up")
             case .running(let step), .waiting(let step), .destroying(let step):
                 try await runStep(step, of: host, openAttempt: openAttempt)
             case .paused where host.nextAt.map { $0 <= clock.now } == true:
                 // A pause that may clear by itself (credentials, say): try the step again.
-                var workflow = HostWorkflow(state: host.hostState)
-                _ = try workflow.apply(.resume)
-                var update = Store.HostUpdate()
-                update.state = workflow.state
-                update.eventReason = "checking whether the cause of the pause has cleared"
-                update.nextAt = .some(clock.now)
-                try store.update(host, update, now: clock.now)
-                await scheduler.schedule(hostID, at: clock.now)
+                try await move(host, .resume, because: "checking whether the cause of the pause has cleared")
             case .ready, .failed, .paused, .destroyed:
                 return
             }
@@ -183,6 +169,18 @@ public final class Engine: Service, Sendable {
             logger.error("Could not process host", metadata: ["host.id": "\(hostID)", "error": "\(error)"])
             await scheduler.schedule(hostID, at: clock.now.addingTimeInterval(5))
         }
+    }
+
+    /// An engine-made transition that is due at once (its own commit and event).
+    private func move(_ host: HostRecord, _ input: HostWorkflow.Input, because reason: String) async throws {
+        var workflow = HostWorkflow(state: host.hostState)
+        _ = try workflow.apply(input)
+        var update = Store.HostUpdate()
+        update.state = workflow.state
+        update.eventReason = reason
+        update.nextAt = .some(clock.now)
+        try store.update(host, update, now: clock.now)
+        await scheduler.schedule(host.id, at: clock.now)
     }
 
     private func crash(_ step: Step, _ point: CrashPoint) throws {
