@@ -82,14 +82,19 @@ struct StoreTests {
         #expect(throws: HostChanged.self) { try store.update(host, update, now: Date()) }
     }
 
-    @Test func secretIsDeliveredOnceThenGone() throws {
+    @Test func secretIsServedUntilTheHostAcknowledgesItThenGone() throws {
         let store = try Store(path: temporaryPath())
         let spec = HostSpec(name: "web-01", fqdn: "web-01.x.test", role: "web", instanceType: "t3.small", volumeGiB: 1, playbook: "p")
         _ = try store.createHost(id: "h-1", spec: spec, tokenHash: Data([1]), now: Date(), actor: "test")
-        #expect(try store.deliverSecretOnce(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .notYet)
+        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .notYet)
         try store.putSecret(hostID: "h-1", kind: .oneTimePassword, sealed: Data([9, 9]), now: Date())
-        #expect(try store.deliverSecretOnce(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .delivered(Data([9, 9])))
-        #expect(try store.deliverSecretOnce(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .gone)
+        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .delivered(Data([9, 9])))
+        // The answer may have been lost: until the host's next report, it can fetch it again.
+        try store.recordReport(hostID: "h-1", stage: .booted, exitStatus: nil, detail: nil, now: Date())
+        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .delivered(Data([9, 9])))
+        try store.recordReport(hostID: "h-1", stage: .volumeMounted, exitStatus: nil, detail: nil, now: Date())
+        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .gone)
+        #expect(try store.secret(hostID: "h-1", kind: .oneTimePassword)?.sealed == nil, "acknowledged means wiped")
     }
 }
 

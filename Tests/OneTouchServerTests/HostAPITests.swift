@@ -108,7 +108,7 @@ struct HostAPITests {
         }
     }
 
-    @Test func enrollmentIsTooEarlyThenServedOnceThenGone() async throws {
+    @Test func enrollmentIsTooEarlyThenServedUntilAcknowledgedThenGone() async throws {
         try await withServer { bed, client in
             let created = try await bed.create("web-01")
             let token = try bed.tokenFor(created)
@@ -127,6 +127,14 @@ struct HostAPITests {
                 #expect(body.principal == "host/web-01.onetouch.test")
             }
             #expect(password.count == 32)
+            // A lost answer can be fetched again until the host's next report acknowledges it.
+            try await client.execute(uri: "/v1/hosts/\(created.id)/enrollment", method: .get, headers: bearer(token)) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/reports", method: .post, headers: bearer(token),
+                body: json(#"{"stage":"volume-mounted"}"#)
+            ) { #expect($0.status == .ok) }
             try await client.execute(uri: "/v1/hosts/\(created.id)/enrollment", method: .get, headers: bearer(token)) {
                 #expect($0.status == .gone)
             }

@@ -248,12 +248,13 @@ public final class HostService: Sendable {
         case gone
     }
 
-    /// The one-time password, served once: too early before pre-registration, gone afterwards.
+    /// The one-time password: too early before pre-registration; served until the host's next report
+    /// acknowledges it (so a response lost in a crash can be fetched again); gone afterwards.
     public func enrollment(hostID: String, token: String) throws -> Enrollment {
         let host = try authenticate(hostID: hostID, token: token)
         let spec = try host.decodedSpec
         guard host.decodedFacts.directoryBaseline != nil else { return .tooEarly }
-        switch try store.deliverSecretOnce(hostID: hostID, kind: .oneTimePassword, now: clock.now) {
+        switch try store.deliverSecret(hostID: hostID, kind: .oneTimePassword, now: clock.now) {
         case .notYet: return .tooEarly
         case .gone: return .gone
         case .delivered(let sealed):

@@ -288,6 +288,15 @@ extension Store {
             var report = ReportRecord(
                 id: nil, hostID: hostID, stage: stage, exitStatus: exitStatus, detail: detail, receivedAt: now)
             try report.insert(db)
+            // A report after the one-time password was fetched acknowledges it: wipe it now.
+            if stage != .booted {
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE secrets SET sealed = NULL, wiped_at = ?
+                        WHERE host_id = ? AND kind = ? AND delivered_at IS NOT NULL AND wiped_at IS NULL
+                        """
+                ).execute(arguments: [now, hostID, SecretRecord.Kind.oneTimePassword])
+            }
             return report
         }
     }
@@ -345,16 +354,19 @@ extension Store {
         case gone
     }
 
-    /// Hands a secret out exactly once: the first call gets it and marks it delivered.
-    public func deliverSecretOnce(hostID: String, kind: SecretRecord.Kind, now: Date) throws -> Delivery {
+    /// Hands a secret out until the host acknowledges it (its next report, see `recordReport`): a
+    /// response lost in a crash can be fetched again; once acknowledged or wiped it is gone.
+    public func deliverSecret(hostID: String, kind: SecretRecord.Kind, now: Date) throws -> Delivery {
         try write { db in
             guard
                 let row = try SecretRecord.fetchOne(
                     db, sql: "SELECT * FROM secrets WHERE host_id = ? AND kind = ?", arguments: [hostID, kind])
             else { return .notYet }
-            guard row.deliveredAt == nil, row.wipedAt == nil, let sealed = row.sealed else { return .gone }
-            try db.execute(
-                sql: "UPDATE secrets SET delivered_at = ? WHERE host_id = ? AND kind = ?", arguments: [now, hostID, kind])
+            guard row.wipedAt == nil, let sealed = row.sealed else { return .gone }
+            if row.deliveredAt == nil {
+                try db.execute(
+                    sql: "UPDATE secrets SET delivered_at = ? WHERE host_id = ? AND kind = ?", arguments: [now, hostID, kind])
+            }
             return .delivered(sealed)
         }
     }
