@@ -44,6 +44,7 @@ PLAYBOOK = ROOT / "testbed/bench/ansible-launch.yml"
 OUT = ROOT / ".local/bench-ec2.md"
 LOGS = ROOT / ".local/bench-ec2-logs"
 
+WIDE_SUBNET = "10.42.16.0/20"  # 4,091 usable addresses; the seeded 10.42.1.0/24 holds only 251 instances
 POLL = 0.2
 CREATE_THREADS = 16
 RUN_BURST, RUN_RATE = 5, 2  # RunInstances bucket (protocols.md 1.6)
@@ -66,14 +67,66 @@ def front_args(throttle: bool) -> str:
 
 
 def make_stack(base: Path, throttle: bool) -> Stack:
-    """A fresh Stack; if its start-up fails half way, stop what did start (by the PIDs it recorded)."""
+    """A fresh Stack; if its start-up fails half way, stop what did start (by the PIDs it recorded).
+
+    The seeded subnet is a /24: moto hands out 251 addresses and then fails RunInstances with
+    HTTP 500 (AWS would say InsufficientFreeAddressesInSubnet).  The benchmark adds a /20 in the
+    same VPC and zone (straight to moto, so the front counts nothing) and uses it everywhere.
+    """
     try:
-        return Stack(base, front_args=front_args(throttle))
+        stack = Stack(base, front_args=front_args(throttle))
+        e = stack.ec2
+        subnet = stack.ec2_client.create_subnet(
+            VpcId=e["VPC_ID"], CidrBlock=WIDE_SUBNET, AvailabilityZone=e["AVAILABILITY_ZONE"])["Subnet"]["SubnetId"]
+        config = base / "onetouch.yaml"
+        config.write_text(config.read_text().replace(f"subnet_id: {e['SUBNET_ID']}\n", f"subnet_id: {subnet}\n"))
+        e["SUBNET_ID"] = subnet
+        return stack
     except BaseException:
         for script, sub in (("ec2-testbed", "ec2"), ("krb5-testbed", "krb5")):
             if (base / sub / "env").exists():
                 subprocess.run([ROOT / "scripts" / script, "stop", base / sub], capture_output=True)
         raise
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of every process below pid (Ansible's workers start their own sessions, so a process
+    group does not reach them)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_tree(proc: subprocess.Popen) -> None:
+    """Stop a process this script started and everything below it, by PID."""
+    if proc.poll() is not None:
+        return
+    pids = descendants(proc.pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids + [proc.pid]:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            time.sleep(0.5)  # let the workers go too, then make sure
+    proc.poll()
 
 
 def ec2_counts(stats: dict, before: dict | None = None) -> dict:
@@ -198,7 +251,7 @@ def run_onetouch(n: int, throttle: bool, client_buckets: bool, timeout: float, k
             states = {}
             for h in hosts:
                 states[h["state"]] = states.get(h["state"], 0) + 1
-            failed = [h for h in hosts if h["state"] != "ready"]
+            failed = sorted((h for h in hosts if h["state"] != "ready"), key=lambda h: h["state"] != "failed")
             times = list(ready_at.values())
             result.update(
                 wall_s=wall, settled=settled, created_s=created_s, ready=states.get("ready", 0),
@@ -283,12 +336,7 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
             while proc.poll() is None:
                 if time.monotonic() - start > timeout:
                     timed_out = True
-                    os.killpg(proc.pid, signal.SIGTERM)  # the group of the process started above
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                        proc.wait()
+                    stop_tree(proc)
                     break
                 if time.monotonic() - last_note > 30:
                     last_note = time.monotonic()
@@ -319,9 +367,8 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
                 result["logs"] = str(dest.relative_to(ROOT))
                 result["ansible_log_tail"] = (base / "ansible.log").read_text(errors="replace").splitlines()[-15:]
         finally:
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            if proc is not None:
+                stop_tree(proc)
             stack.stop()
     return result
 
@@ -404,7 +451,8 @@ def report(results: list[dict], args, notes: list[str]) -> str:
         "Throttling on = EC2's token buckets emulated by the front (RunInstances 5 burst, 2/s): floor = (N − 5) / 2 s; "
         "onetouch then runs with its default client-side buckets (provider `rate_limits: true`). Throttling off = the "
         "front's buckets off and, for onetouch, `rate_limits: false`. Per-host figures divide by N. "
-        "Test-bed config: concurrency 32, retry 100ms / 2s / 40 attempts / 5m budget (the e2e Stack's).",
+        "Test-bed config: concurrency 32, retry 100ms / 2s / 40 attempts / 5m budget (the e2e Stack's); instances go "
+        f"into a {WIDE_SUBNET} subnet the benchmark adds (the seeded /24 holds 251).",
         "",
         "| tool | mode | N | throttling | wall s | wall ms / host | EC2 calls / host | throttled calls | hosts | total vs floor | first / p50 / p95 ready s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -470,7 +518,12 @@ def main() -> int:
                    help="run Ansible with throttling on only for N up to this (default 100: its serial loop "
                         "launches below the RunInstances refill rate, and N=500 takes long)")
     p.add_argument("--ansible-timeout", type=float, default=900, help="seconds one ansible-playbook run may take")
+    p.add_argument("--merge", action="store_true",
+                   help="add to the rows already in .local/bench-ec2.json (same tool, mode, N and throttling replaced)")
     args = p.parse_args()
+    # Ctrl-C and SIGTERM unwind through the finally blocks, which stop every process by PID.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     variants = {"off": (False, False), "on": (True, True), "front-off": (False, True)}
     throttles = [variants[t] for t in args.throttle.split(",") if t]
@@ -491,26 +544,41 @@ def main() -> int:
             notes.append(f"Ansible: {version.strip()}, amazon.aws {coll_v}; wall time is the whole ansible-playbook process")
 
     results = []
+    json_out = OUT.with_suffix(".json")
+    if args.merge and json_out.exists():
+        results = json.loads(json_out.read_text())
+
+    def add(r):
+        key = (r["tool"], r["mode"], r["n"], r["throttle"], r.get("client_buckets"))
+        for i, old in enumerate(results):
+            if (old["tool"], old["mode"], old["n"], old["throttle"], old.get("client_buckets")) == key:
+                results[i] = r
+                return
+        results.append(r)
+
     for n in sizes:
         for throttle, client_buckets in throttles:
             if args.onetouch == "yes":
-                results.append(run_onetouch(n, throttle, client_buckets, args.timeout, args.keep_logs))
+                add(run_onetouch(n, throttle, client_buckets, args.timeout, args.keep_logs))
             if have_ansible and (throttle or not client_buckets):  # Ansible once per front setting
                 for mode in modes:
                     if throttle and n > args.ansible_throttled_max:
-                        results.append({"tool": "Ansible", "mode": mode, "n": n, "throttle": throttle,
-                                        "skipped": f"N > --ansible-throttled-max {args.ansible_throttled_max}"})
+                        add({"tool": "Ansible", "mode": mode, "n": n, "throttle": throttle,
+                             "skipped": f"N > --ansible-throttled-max {args.ansible_throttled_max}"})
                         continue
-                    results.append(run_ansible(n, throttle, mode, args.ansible_timeout))
-                    if results[-1].get("timed_out"):
+                    r = run_ansible(n, throttle, mode, args.ansible_timeout)
+                    add(r)
+                    if r.get("timed_out"):
                         notes.append(f"Ansible {mode} N={n} throttling {'on' if throttle else 'off'} stopped after "
                                      f"{args.ansible_timeout:.0f} s (--ansible-timeout)")
-            text = report(results, args, notes)
+            results.sort(key=lambda r: (r["n"], r["throttle"], bool(r.get("client_buckets")) and not r["throttle"],
+                                        r["tool"] != "onetouch", r["mode"]))
             OUT.parent.mkdir(parents=True, exist_ok=True)
-            OUT.write_text(text)  # after every row, so a long run leaves something behind
+            OUT.write_text(report(results, args, notes))  # after every group: a long run leaves something behind
+            json_out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     text = report(results, args, notes)
     OUT.write_text(text)
-    (OUT.with_suffix(".json")).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    json_out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(text)
     log(f"written to {OUT.relative_to(ROOT)} (raw numbers: {OUT.with_suffix('.json').relative_to(ROOT)})")
     return 0
