@@ -45,7 +45,11 @@ public struct EC2CloudProvider: CloudProvider {
             securityGroupIds: settings.securityGroupIDs, instanceProfile: settings.instanceProfile, userData: request.userData,
             metadataHopLimit: settings.metadataHopLimit, instanceTags: tags, volumeTags: tags,
             clientToken: request.idempotencyKey)
-        return Self.instance(try await call("launch \(request.hostName)") { try await client.runInstance(run) })
+        do {
+            return Self.instance(try await call("launch \(request.hostName)") { try await client.runInstance(run) })
+        } catch let error as EC2Error where error.kind == .idempotentInstanceTerminated {
+            throw LaunchKeySpent(error.description)
+        }
     }
 
     public func instances(ids: [String]) async throws -> [Instance] {
@@ -165,6 +169,7 @@ extension EC2Error: ClassifiedError {
         case .notFoundMaybeEventual:
             return .transient("\(description) (may not be visible yet)")
         case .idempotentInstanceTerminated:
+            // `launch` turns this into LaunchKeySpent (a new generation); elsewhere it is not expected.
             return .permanent(
                 description, hint: "the earlier launch happened and its instance is gone; run `onetouch retry {host} --from provision`")
         case .idempotencyMismatch:

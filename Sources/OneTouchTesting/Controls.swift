@@ -52,8 +52,10 @@ public final class LogCapture: Sendable {
     public var all: [String] { lines.withLock { $0 } }
     func append(_ line: String) { lines.withLock { $0.append(line) } }
 
-    public func logger(label: String = "test") -> Logger {
-        Logger(label: label) { _ in CapturingHandler(capture: self) }
+    public func logger(label: String = "test", level: Logger.Level = .trace) -> Logger {
+        var logger = Logger(label: label) { _ in CapturingHandler(capture: self) }
+        logger.logLevel = level
+        return logger
     }
 
     struct CapturingHandler: LogHandler {

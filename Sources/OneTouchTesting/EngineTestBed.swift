@@ -15,6 +15,9 @@ public final class EngineTestBed: @unchecked Sendable {
     public let ids = SequentialIDs()
     public let masterKeyPath: String
     public var options: Engine.Options
+    /// The level the engine logs at: everything by default (tests look at the lines); the benchmark
+    /// uses `serve`'s default, info.
+    public let logLevel: Logger.Level
     public private(set) var store: Store
     public private(set) var engine: Engine
     public private(set) var service: HostService
@@ -29,8 +32,9 @@ public final class EngineTestBed: @unchecked Sendable {
 
     public init(
         cloud: FakeCloud = FakeCloud(), options: Engine.Options = EngineTestBed.defaultOptions,
-        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil, logLevel: Logger.Level = .trace
     ) throws {
+        self.logLevel = logLevel
         directory = NSTemporaryDirectory() + "onetouch-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         databasePath = directory + "/onetouch.sqlite"
@@ -43,7 +47,7 @@ public final class EngineTestBed: @unchecked Sendable {
         self.crashHook = crashHook
         (store, engine, service) = try Self.build(
             databasePath: databasePath, masterKeyPath: masterKeyPath, cloud: cloud, directory: directoryService,
-            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(), crashHook: crashHook)
+            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(level: logLevel), crashHook: crashHook)
     }
 
     public static var defaultOptions: Engine.Options {
@@ -81,7 +85,7 @@ public final class EngineTestBed: @unchecked Sendable {
         self.crashHook = crashHook
         (store, engine, service) = try Self.build(
             databasePath: databasePath, masterKeyPath: masterKeyPath, cloud: cloud, directory: directoryService,
-            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(), crashHook: crashHook)
+            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(level: logLevel), crashHook: crashHook)
         try await engine.loadUnfinishedHosts()
     }
 

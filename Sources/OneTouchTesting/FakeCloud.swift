@@ -45,8 +45,14 @@ public final class FakeCloud: CloudProvider, Sendable {
     public func launch(_ request: LaunchRequest) async throws -> Instance {
         count("launch")
         return try faults.perform("launch") {
-            state.withLock { s in
-                if let id = s.launchKeys[request.idempotencyKey], let existing = s.instances[id] { return existing }
+            try state.withLock { s in
+                if let id = s.launchKeys[request.idempotencyKey], let existing = s.instances[id] {
+                    // Like EC2 since 2025: a key whose instance is terminated cannot launch again.
+                    if existing.state == .terminated {
+                        throw LaunchKeySpent("IdempotentInstanceTerminated: the client token's instance \(id) is terminated")
+                    }
+                    return existing
+                }
                 s.counter += 1
                 s.instancesCreated += 1
                 let id = String(format: "i-%017x", s.counter)

@@ -27,7 +27,8 @@ func peakRSSMiB() -> Double {
 func workflow(hosts: Int) async throws {
     var options = EngineTestBed.defaultOptions
     options.concurrency = Int(ProcessInfo.processInfo.environment["BENCH_CONCURRENCY"] ?? "") ?? 32
-    let bed = try EngineTestBed(cloud: FakeCloud(pendingDescribes: 0), options: options)
+    // Logs at info, `serve`'s default level, captured in memory.
+    let bed = try EngineTestBed(cloud: FakeCloud(pendingDescribes: 0), options: options, logLevel: .info)
     defer { bed.remove() }
     for i in 1...hosts { try await bed.create("host-\(i)") }
     let commitsBefore = bed.store.commits

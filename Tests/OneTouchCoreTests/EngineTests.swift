@@ -147,6 +147,33 @@ struct EngineTests {
         #expect(bed.cloud.allInstances.filter { $0.state != .terminated }.count == 1)
     }
 
+    @Test func launchKeyWhoseInstanceWasTerminatedStartsTheNextGenerationByItself() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        // The launch happens but its answer is lost; before the retry, someone terminates the VM.
+        bed.cloud.faults.inject(.lostResponse, into: "launch")
+        try await bed.create("web-01")
+        await bed.engine.runUntilIdle()
+        let first = try #require(bed.cloud.allInstances.first)
+        try await bed.cloud.terminate(instanceID: first.id)
+        let before = try bed.host("web-01")
+        try await bed.settle()
+
+        let host = try bed.host("web-01")
+        #expect(host.hostState == .ready, "\(host.reason ?? "")")
+        #expect(host.generation == 2)
+        #expect(host.tokenHash != before.tokenHash, "the new generation gets a new host token")
+        #expect(bed.cloud.instancesCreated == 2)
+        let live = bed.cloud.allInstances.filter { $0.state != .terminated }
+        #expect(live.map(\.tags["onetouch:generation"]) == ["2"])
+        #expect(bed.cloud.allVolumes.count == 1)
+        let provision = try bed.store.attempts(hostID: host.id, step: .provision)
+        #expect(provision.map(\.generation) == [1, 1, 2])
+        #expect(provision[1].outcome == .abandoned)
+        let events = try bed.store.events(hostID: host.id).map(\.reason)
+        #expect(events.contains { $0.contains("launching generation 2") })
+    }
+
     @Test func destroyRemovesEverythingAndDestroyingTwiceIsRefused() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

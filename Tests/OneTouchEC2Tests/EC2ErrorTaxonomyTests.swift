@@ -1,3 +1,4 @@
+import Foundation
 import OneTouchCore
 import OneTouchEC2
 import Testing
@@ -29,5 +30,27 @@ struct EC2ErrorTaxonomyTests {
         let error = EC2Error(code: "AuthFailure", message: "AWS was not able to validate the provided access credentials", httpStatus: 401)
         #expect(error.stepError.retryAfter == .seconds(60))
         #expect(error.stepError.hint?.contains("continues by itself") == true)
+    }
+}
+
+@Suite("EC2 provider answers the engine acts on")
+struct EC2ProviderAnswerTests {
+    @Test func aClientTokenWhoseInstanceIsTerminatedIsASpentLaunchKeyNotAFailure() async throws {
+        let transport = FakeTransport(
+            status: 400,
+            xml: EC2XMLSamples.ec2Error(
+                "IdempotentInstanceTerminated",
+                "The client token you have provided is associated with a terminated instance. Please use a different client token."))
+        let provider = EC2CloudProvider(client: try EC2ClientTests.client(transport), settings: EC2LaunchSettings(imageID: "ami-1"))
+        let request = LaunchRequest(
+            hostID: "h1", hostName: "web-01.example.test", role: "web", instanceType: "t3.small", userData: Data("#cloud-config\n".utf8),
+            idempotencyKey: "h1-provision-g1", tags: [:])
+        await #expect {
+            _ = try await provider.launch(request)
+        } throws: { error in
+            guard let spent = error as? LaunchKeySpent else { return false }
+            return spent.description.contains("IdempotentInstanceTerminated")
+        }
+        #expect(transport.requests.count == 1)
     }
 }

@@ -1,5 +1,13 @@
 import Foundation
 
+/// The cloud's answer to a launch whose idempotency key was used before by an instance that is now
+/// terminated (EC2: `IdempotentInstanceTerminated`). The earlier launch happened and its VM is gone;
+/// the key cannot launch again, so the host continues under its next generation.
+public struct LaunchKeySpent: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// What a launch needs. `idempotencyKey` is the same for every retry of one logical launch, so the
 /// cloud never creates a second VM for it (EC2 ClientToken).
 public struct LaunchRequest: Sendable, Equatable {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Where a crash can strike around a step's external call; tests stop the engine there.
 public enum CrashPoint: String, Sendable, CaseIterable {
@@ -39,6 +40,9 @@ public final class Engine: Service, Sendable {
     private let owner: String
     private let scheduler = Scheduler()
     private let crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?
+    /// Decoded specs of the hosts in flight: a spec never changes after `create`, and decoding it for
+    /// every step was a measurable part of the engine's CPU.
+    private let specs = Mutex<[String: HostSpec]>([:])
     private var store: Store { services.store }
     private var logger: Logger { services.logger }
 
@@ -147,12 +151,20 @@ public final class Engine: Service, Sendable {
 
     func process(_ hostID: String) async {
         do {
-            guard let (host, openAttempt) = try store.hostWithOpenAttempt(id: hostID) else { return }
+            let claimed = try store.claimStep(hostID: hostID, now: clock.now) { host, step in
+                switch host.hostState {
+                case .running, .waiting, .destroying: return newAttempt(host, step)
+                default: return nil
+                }
+            }
+            guard let (host, attempt, fresh) = claimed else { return }
             switch host.hostState {
             case .pending:
                 try await move(host, .begin, because: "engine picked the host up")
             case .running(let step), .waiting(let step), .destroying(let step):
-                try await runStep(step, of: host, openAttempt: openAttempt)
+                guard let attempt else { return }
+                if fresh { try crash(step, .attemptCommitted) }
+                try await runStep(step, of: host, attempt: attempt, fresh: fresh)
             case .paused where host.nextAt.map { $0 <= clock.now } == true:
                 // A pause that may clear by itself (credentials, say): try the step again.
                 try await move(host, .resume, because: "checking whether the cause of the pause has cleared")
@@ -187,23 +199,20 @@ public final class Engine: Service, Sendable {
         try crashHook?(step, point)
     }
 
-    private func runStep(_ step: Step, of host: HostRecord, openAttempt: AttemptRecord?) async throws {
+    /// The key and deadline of a new attempt of `step`. An attempt a crash or a waiting step left open
+    /// is continued instead: same key, same deadline.
+    private func newAttempt(_ host: HostRecord, _ step: Step) -> (key: String, deadline: Date?) {
+        let deadline = step.isWaiting ? options.timeouts[step].map { clock.now.addingTimeInterval($0.seconds) } : nil
+        return (Self.idempotencyKey(host, step), deadline)
+    }
+
+    private func runStep(_ step: Step, of host: HostRecord, attempt: AttemptRecord, fresh: Bool) async throws {
         guard let implementation = Steps.all[step] else { return }
-        let spec = try host.decodedSpec
-        var attempt: AttemptRecord
-        var fresh = false
-        if let open = openAttempt {
-            attempt = open  // a crash or a waiting step left it open: same key, same deadline
-        } else {
-            fresh = true
-            let deadline = step.isWaiting ? options.timeouts[step].map { clock.now.addingTimeInterval($0.seconds) } : nil
-            attempt = try store.beginAttempt(
-                hostID: host.id, step: step, generation: host.generation, key: Self.idempotencyKey(host, step),
-                deadline: deadline, now: clock.now)
-            try crash(step, .attemptCommitted)
-        }
+        let spec = try self.spec(of: host)
+        var attempt = attempt
         let now = clock.now
-        var context = StepContext(host: host, spec: spec, facts: host.decodedFacts, attempt: attempt, now: now, services: services)
+        let facts = host.decodedFacts
+        var context = StepContext(host: host, spec: spec, facts: facts, attempt: attempt, now: now, services: services)
         context.mayHaveRunBefore = !(fresh && attempt.attempt == 1)
         let outcome: StepOutcome
         do {
@@ -228,15 +237,24 @@ public final class Engine: Service, Sendable {
             try await finish(host, step: step, attempt: &attempt, error: error, spec: spec)
             return
         }
-        try await finish(host, step: step, attempt: &attempt, outcome: outcome)
+        try await finish(host, step: step, attempt: &attempt, outcome: outcome, previousFacts: facts)
         try crash(step, .resultCommitted)
+    }
+
+    private func spec(of host: HostRecord) throws -> HostSpec {
+        if let spec = specs.withLock({ $0[host.id] }) { return spec }
+        let spec = try host.decodedSpec
+        specs.withLock { $0[host.id] = spec }
+        return spec
     }
 
     static func idempotencyKey(_ host: HostRecord, _ step: Step) -> String {
         "\(host.id)-\(step.rawValue)-g\(host.generation)"
     }
 
-    private func finish(_ host: HostRecord, step: Step, attempt: inout AttemptRecord, outcome: StepOutcome) async throws {
+    private func finish(
+        _ host: HostRecord, step: Step, attempt: inout AttemptRecord, outcome: StepOutcome, previousFacts: HostFacts
+    ) async throws {
         let now = clock.now
         var update = Store.HostUpdate()
         var workflow = HostWorkflow(state: host.hostState)
@@ -257,7 +275,11 @@ public final class Engine: Service, Sendable {
             // The one-time password is wiped with the transition that ends its use.
             update.wipeOneTimePassword = workflow.state == .ready || workflow.state == .destroyed
             try store.update(host, update, now: now)
-            if workflow.state.isUnfinished { await scheduler.schedule(host.id, at: now) }
+            if workflow.state.isUnfinished {
+                await scheduler.schedule(host.id, at: now)
+            } else {
+                specs.withLock { _ = $0.removeValue(forKey: host.id) }
+            }
         case .wait(let facts):
             update.facts = facts
             let deadline = attempt.deadline ?? now.addingTimeInterval(options.idleInterval.seconds)
@@ -267,15 +289,32 @@ public final class Engine: Service, Sendable {
                 update.eventReason = "waiting for the host to report in"
             }
             update.nextAt = .some(deadline)
-            if update.state != nil || facts != host.decodedFacts || host.nextAt != deadline {
+            if update.state != nil || facts != previousFacts || host.nextAt != deadline {
                 try store.update(host, update, now: now)
             }
             await scheduler.schedule(host.id, at: deadline)
+        case .nextGeneration(let reason):
+            attempt.finishedAt = now
+            attempt.outcome = .abandoned
+            attempt.errorMessage = reason
+            update.attempt = attempt
+            update.startNextGeneration(of: host, secrets: services.secrets, latestReportID: try store.latestReportID(hostID: host.id))
+            // What this generation learned is about the VM that is gone; a directory entry to replace stays so.
+            var facts = HostFacts()
+            facts.replaceDirectoryEntry = previousFacts.replaceDirectoryEntry
+            facts.reportFloors = previousFacts.reportFloors
+            update.facts = facts
+            update.state = host.hostState
+            update.eventReason = reason
+            update.nextAt = .some(now)
+            try store.update(host, update, now: now)
+            logger.notice("Starting the host's next generation", metadata: ["host.id": "\(host.id)", "reason": "\(reason)"])
+            await scheduler.schedule(host.id, at: now)
         case .poll(let facts, let after):
             let next = now.addingTimeInterval(after.seconds)
             update.facts = facts
             update.nextAt = .some(next)
-            if facts != host.decodedFacts { try store.update(host, update, now: now) }
+            if facts != previousFacts { try store.update(host, update, now: now) }
             await scheduler.schedule(host.id, at: next)
         }
     }
@@ -326,6 +365,7 @@ public final class Engine: Service, Sendable {
         update.nextAt = .some(recheck)
         update.wipeOneTimePassword = errorClass == .permanent
         try store.update(host, update, now: now)
+        specs.withLock { _ = $0.removeValue(forKey: host.id) }
         if let recheck { await scheduler.schedule(host.id, at: recheck) }
         logger.warning(
             errorClass == .needsHuman ? "Host paused" : "Host failed",

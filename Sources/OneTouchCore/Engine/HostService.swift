@@ -170,11 +170,7 @@ public final class HostService: Sendable {
         if case .retry(let from) = input {
             let ownsDirectoryEntry = facts.directoryBaseline != nil || facts.replaceDirectoryEntry == true
             if from == .provision {
-                // A new generation: a new VM, a new token, fresh facts.
-                let generation = host.generation + 1
-                update.generation = generation
-                update.tokenHash = SecretBox.tokenHash(secrets.hostToken(hostID: host.id, generation: generation))
-                update.reportFloor = latest
+                update.startNextGeneration(of: host, secrets: secrets, latestReportID: latest)
                 facts = HostFacts()
             }
             if from <= .preregister && ownsDirectoryEntry { facts.replaceDirectoryEntry = true }

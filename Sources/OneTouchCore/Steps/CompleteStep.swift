@@ -22,7 +22,7 @@ struct CompleteStep: HostStep {
         }
         guard
             try services.store.latestReport(
-                hostID: context.hostID, stage: .volumeMounted, after: context.host.reportFloor(for: .volumeMounted)) != nil
+                hostID: context.hostID, stage: .volumeMounted, after: context.reportFloor(for: .volumeMounted)) != nil
         else {
             throw StepError.permanent(
                 "the host never reported its data volume mounted",

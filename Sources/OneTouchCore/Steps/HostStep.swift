@@ -41,6 +41,8 @@ public struct StepContext: Sendable {
 
     public var hostID: String { host.id }
     public var idempotencyKey: String { attempt.idempotencyKey }
+    /// Reports of `stage` with an id at or below this are stale.
+    public func reportFloor(for stage: ReportRecord.Stage) -> Int64 { facts.reportFloor(for: stage, hostFloor: host.reportFloor) }
     public var directoryHost: DirectoryHost { DirectoryHost(fqdn: spec.fqdn, ipAddress: facts.privateIP) }
     /// Tags for every resource of this host and generation.
     public var tags: [String: String] {
@@ -60,6 +62,9 @@ public enum StepOutcome: Sendable, Equatable {
     /// Progress was made but the cloud is not there yet (instance pending): look again after a while,
     /// without spending the retry budget.
     case poll(HostFacts, after: Duration)
+    /// This generation's launch key is spent (its instance was terminated): start the next
+    /// generation (a new launch key, host token and facts) and run the step again.
+    case nextGeneration(reason: String)
 }
 
 /// A small, idempotent unit of work: safe to run again after a crash at any point.

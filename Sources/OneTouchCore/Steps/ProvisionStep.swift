@@ -24,11 +24,19 @@ struct ProvisionStep: HostStep {
                 let token = context.services.secrets.hostToken(hostID: context.hostID, generation: context.host.generation)
                 let userData = try context.services.renderer.render(
                     hostID: context.hostID, generation: context.host.generation, spec: context.spec, token: token)
-                let instance = try await cloud.launch(
-                    LaunchRequest(
-                        hostID: context.hostID, hostName: context.spec.fqdn, role: context.spec.role,
-                        instanceType: context.spec.instanceType, userData: Data(userData.utf8),
-                        idempotencyKey: context.idempotencyKey, tags: context.tags))
+                let instance: Instance
+                do {
+                    instance = try await cloud.launch(
+                        LaunchRequest(
+                            hostID: context.hostID, hostName: context.spec.fqdn, role: context.spec.role,
+                            instanceType: context.spec.instanceType, userData: Data(userData.utf8),
+                            idempotencyKey: context.idempotencyKey, tags: context.tags))
+                } catch let spent as LaunchKeySpent {
+                    return .nextGeneration(
+                        reason:
+                            "the instance launched for generation \(context.host.generation) was terminated before the host was ready (\(spent.description)); launching generation \(context.host.generation + 1)"
+                    )
+                }
                 facts.instanceID = instance.id
                 context.services.logger.info(
                     "Launched instance",

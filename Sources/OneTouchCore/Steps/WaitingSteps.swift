@@ -31,7 +31,7 @@ enum HostReports {
     static func latest(_ stage: ReportRecord.Stage, _ context: StepContext, during step: Step) throws -> ReportRecord? {
         let reports = try context.services.store.latestReports(
             hostID: context.hostID,
-            after: [stage: context.host.reportFloor(for: stage), .failed: context.host.reportFloor(for: .failed)])
+            after: [stage: context.reportFloor(for: stage), .failed: context.reportFloor(for: .failed)])
         if let failed = reports[.failed] {
             let tail = (failed.detail ?? "").split(separator: "\n").suffix(3).joined(separator: " | ")
             throw StepError.permanent(

@@ -39,6 +39,12 @@ public struct HostFacts: Sendable, Codable, Equatable {
     public var reportFloors: [String: Int64]?
 
     public init() {}
+
+    /// Reports of `stage` with an id at or below this are stale: the host's floor (a new generation)
+    /// or the stage's own (set by resume and retry), whichever is higher.
+    public func reportFloor(for stage: ReportRecord.Stage, hostFloor: Int64) -> Int64 {
+        max(hostFloor, reportFloors?[stage.rawValue] ?? 0)
+    }
 }
 
 /// One row of `hosts`.
@@ -77,16 +83,16 @@ public struct HostRecord: Sendable, Codable, Equatable, FetchableRecord, Persist
     }
 
     public var decodedSpec: HostSpec {
-        get throws { try JSONDecoder().decode(HostSpec.self, from: Data(spec.utf8)) }
+        get throws { try JSON.decoder.decode(HostSpec.self, from: Data(spec.utf8)) }
     }
 
     /// Reports of `stage` with an id at or below this are stale.
     public func reportFloor(for stage: ReportRecord.Stage) -> Int64 {
-        max(reportFloor, decodedFacts.reportFloors?[stage.rawValue] ?? 0)
+        decodedFacts.reportFloor(for: stage, hostFloor: reportFloor)
     }
 
     public var decodedFacts: HostFacts {
-        (try? JSONDecoder().decode(HostFacts.self, from: Data(facts.utf8))) ?? HostFacts()
+        (try? JSON.decoder.decode(HostFacts.self, from: Data(facts.utf8))) ?? HostFacts()
     }
 }
 
@@ -209,6 +215,9 @@ extension ReportRecord.Stage: DatabaseValueConvertible {}
 extension SecretRecord.Kind: DatabaseValueConvertible {}
 
 enum JSON {
+    /// One decoder for the records' JSON columns (it holds no state between calls).
+    static let decoder = JSONDecoder()
+
     static func encode<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

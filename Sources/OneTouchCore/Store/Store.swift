@@ -28,8 +28,15 @@ public final class Store: Sendable {
     public var commits: Int { commitCounter.withLock { $0 } }
 
     func write<T>(_ body: (Database) throws -> T) throws -> T {
-        let result = try pool.write(body)
-        commitCounter.withLock { $0 += 1 }
+        var changed = false
+        let result = try pool.write { db in
+            let before = db.totalChangesCount
+            let result = try body(db)
+            changed = db.totalChangesCount != before
+            return result
+        }
+        // A transaction that changed nothing writes nothing to the log: not a commit that costs.
+        if changed { commitCounter.withLock { $0 += 1 } }
         return result
     }
 
@@ -138,6 +145,15 @@ extension Store {
         public var tokenHash: Data?
         public var attempt: AttemptRecord?
         public init() {}
+
+        /// The host's next generation: a new VM under a new launch key, a new host token, and every
+        /// report so far stale. The caller decides which facts carry over.
+        public mutating func startNextGeneration(of host: HostRecord, secrets: SecretBox, latestReportID: Int64) {
+            let next = host.generation + 1
+            generation = next
+            tokenHash = SecretBox.tokenHash(secrets.hostToken(hostID: host.id, generation: next))
+            reportFloor = latestReportID
+        }
     }
 
     @discardableResult
@@ -175,12 +191,24 @@ extension Store {
             ])
         guard db.changesCount == 1 else { throw HostChanged(hostID: host.id) }
         if let state = change.state, state != from || change.eventReason != nil {
-            var event = EventRecord(
-                hostID: host.id, at: now, fromState: from.description, toState: state.description, step: state.step,
-                reason: change.eventReason ?? "", actor: change.actor)
-            try event.insert(db)
+            try db.cachedStatement(
+                sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ).execute(
+                arguments: [host.id, now, from.description, state.description, state.step, change.eventReason ?? "", change.actor])
         }
-        if let attempt = change.attempt { try attempt.update(db) }
+        if let attempt = change.attempt {
+            try db.cachedStatement(
+                sql: """
+                    UPDATE step_attempts SET finished_at = ?, deadline = ?, outcome = ?, error_class = ?, error_message = ?,
+                      data = ?
+                    WHERE id = ?
+                    """
+            ).execute(
+                arguments: [
+                    attempt.finishedAt, attempt.deadline, attempt.outcome, attempt.errorClass, attempt.errorMessage,
+                    attempt.data, attempt.id,
+                ])
+        }
         if change.wipeOneTimePassword {
             try db.cachedStatement(
                 sql: "UPDATE secrets SET sealed = NULL, wiped_at = ? WHERE host_id = ? AND kind = ? AND wiped_at IS NULL"
@@ -193,13 +221,23 @@ extension Store {
 // MARK: - Step attempts
 
 extension Store {
-    /// A host and the unfinished attempt of its current step, in one read.
-    public func hostWithOpenAttempt(id: String) throws -> (host: HostRecord, openAttempt: AttemptRecord?)? {
-        try read { db in
+    /// What a host's current step runs under: the unfinished attempt a crash or a waiting step left,
+    /// or else a new one (`fresh`) committed here, before any external call, with the idempotency key
+    /// and deadline `newAttempt` gives. `newAttempt` returns nil when the host runs no step now.
+    /// One transaction: the host, its open attempt and the new attempt are read and written together.
+    public func claimStep(
+        hostID id: String, now: Date, newAttempt: (HostRecord, Step) -> (key: String, deadline: Date?)?
+    ) throws -> (host: HostRecord, attempt: AttemptRecord?, fresh: Bool)? {
+        try write { db in
             guard let host = try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
             else { return nil }
-            guard let step = host.step else { return (host, nil) }
-            return (host, try Self.openAttempt(db, hostID: id, step: step, generation: host.generation))
+            guard let step = host.step, let new = newAttempt(host, step) else { return (host, nil, false) }
+            if let open = try Self.openAttempt(db, hostID: id, step: step, generation: host.generation) {
+                return (host, open, false)
+            }
+            let attempt = try Self.insertAttempt(
+                db, hostID: id, step: step, generation: host.generation, key: new.key, deadline: new.deadline, now: now)
+            return (host, attempt, true)
         }
     }
 
@@ -236,22 +274,26 @@ extension Store {
     }
 
     /// Commits the intent to run a step, with its idempotency key, before the external call.
-    public func beginAttempt(
-        hostID: String, step: Step, generation: Int, key: String, deadline: Date?, now: Date
+    private static func insertAttempt(
+        _ db: Database, hostID: String, step: Step, generation: Int, key: String, deadline: Date?, now: Date
     ) throws -> AttemptRecord {
-        try write { db in
-            let previous =
-                try Int.fetchOne(
-                    try db.cachedStatement(
-                        sql: "SELECT MAX(attempt) FROM step_attempts WHERE host_id = ? AND step = ? AND generation = ?"),
-                    arguments: [hostID, step, generation]) ?? 0
-            var attempt = AttemptRecord(
-                id: nil, hostID: hostID, step: step, generation: generation, attempt: previous + 1,
-                idempotencyKey: key, startedAt: now, finishedAt: nil, deadline: deadline, outcome: nil,
-                errorClass: nil, errorMessage: nil, data: "{}")
-            try attempt.insert(db)
-            return attempt
-        }
+        let previous =
+            try Int.fetchOne(
+                try db.cachedStatement(
+                    sql: "SELECT MAX(attempt) FROM step_attempts WHERE host_id = ? AND step = ? AND generation = ?"),
+                arguments: [hostID, step, generation]) ?? 0
+        var attempt = AttemptRecord(
+            id: nil, hostID: hostID, step: step, generation: generation, attempt: previous + 1,
+            idempotencyKey: key, startedAt: now, finishedAt: nil, deadline: deadline, outcome: nil,
+            errorClass: nil, errorMessage: nil, data: "{}")
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO step_attempts (host_id, step, generation, attempt, idempotency_key, started_at, deadline, data)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [hostID, step, generation, attempt.attempt, key, now, deadline, attempt.data])
+        attempt.id = db.lastInsertedRowID
+        return attempt
     }
 
     /// The first attempt of a step in this generation (for the step's time budget).
