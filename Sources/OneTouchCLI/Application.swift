@@ -47,7 +47,7 @@ public struct OneTouchApplication {
             secrets: secrets, renderer: renderer, logger: logger)
         let engine = Engine(
             services: services, options: options, clock: clock, random: random,
-            owner: owner ?? ProcessLease.owner)
+            owner: owner ?? ProcessLease.owner, crashHook: try KillSwitch.parse(environment)?.hook())
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
             directory: adapters.directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0) })

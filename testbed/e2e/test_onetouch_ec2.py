@@ -102,11 +102,19 @@ directory:
             "ec2", endpoint_url=e["MOTO_URL"], region_name=e["AWS_REGION"], aws_access_key_id="testing",
             aws_secret_access_key="testing")
 
-    def start_serve(self):
+    def start_serve(self, kill_at=None):
+        """Starts `onetouch serve` and waits until it answers; with kill_at ("STEP:POINT[:N]") the
+        process SIGKILLs itself at that step boundary (ONETOUCH_TEST_KILL_AT) and may be gone before it
+        answers, so then only the start is awaited."""
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", ONETOUCH_LOG_LEVEL="info")
+        env.pop("ONETOUCH_TEST_KILL_AT", None)
+        if kill_at:
+            env["ONETOUCH_TEST_KILL_AT"] = kill_at
         log = open(self.base / "serve.log", "ab")
         self.proc = subprocess.Popen([self.bin, "serve", "--config", str(self.base / "onetouch.yaml")], stdout=log,
                                      stderr=subprocess.STDOUT, env=env)
+        if kill_at:
+            return
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -238,6 +246,40 @@ def test_sigkill_at_random_moments_never_duplicates(base, seed):
         assert [h["state"] for h in hosts] == ["ready"] * HOSTS, [(h["name"], h["state"], h.get("step"), h.get("reason")) for h in hosts if h["state"] != "ready"]
         assert_exactly_one_each(stack, hosts)
         print(f"seed {seed}: {kills} SIGKILLs")
+    finally:
+        stack.stop()
+
+
+STEPS = ("provision", "preregister", "bootstrap", "attach-volume", "config-pull", "complete")
+POINTS = ("attempt-committed", "external-call-made", "result-committed")
+
+
+def test_sigkill_at_every_step_boundary_never_duplicates(base):
+    """For every step and each point around its external call, `serve` SIGKILLs itself the first time
+    any of the 20 hosts gets there; the next start resumes.  18 real SIGKILLs at exact boundaries."""
+    stack = Stack(base)
+    try:
+        stack.start_serve()
+        stack.create([f"kv-{i:02d}" for i in range(HOSTS)])
+        stack.kill_serve()
+        missed = []
+        for step in STEPS:
+            for point in POINTS:
+                stack.start_serve(kill_at=f"{step}:{point}")
+                try:
+                    status = stack.proc.wait(90)
+                except subprocess.TimeoutExpired:
+                    status = None
+                    stack.kill_serve()
+                if status != -signal.SIGKILL:
+                    missed.append((step, point, status))
+        stack.start_serve()
+        hosts = stack.wait_settled()
+        assert not missed, f"boundaries never reached (or serve exited otherwise): {missed}"
+        assert [h["state"] for h in hosts] == ["ready"] * HOSTS, [(h["name"], h["state"], h.get("step"), h.get("reason")) for h in hosts if h["state"] != "ready"]
+        assert_exactly_one_each(stack, hosts)
+        runs = stack.front_stats()["byAction"]["RunInstances"]
+        print(f"18 SIGKILLs at step boundaries; RunInstances {runs}")
     finally:
         stack.stop()
 
