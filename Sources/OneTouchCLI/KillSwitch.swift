@@ -26,7 +26,8 @@ struct KillSwitch {
         else {
             throw ConfigurationError(
                 file: "environment", path: variable,
-                reason: "\(variable)=\(value) is not STEP:POINT[:N]; steps: \(Step.allCases.map(\.rawValue).joined(separator: ", ")); points: \(CrashPoint.allCases.map(\.rawValue).joined(separator: ", "))"
+                reason:
+                    "\(variable)=\(value) is not STEP:POINT[:N]; steps: \(Step.allCases.map(\.rawValue).joined(separator: ", ")); points: \(CrashPoint.allCases.map(\.rawValue).joined(separator: ", "))"
             )
         }
         return KillSwitch(step: step, point: point, nth: nth)

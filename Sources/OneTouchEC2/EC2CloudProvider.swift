@@ -174,7 +174,10 @@ extension EC2Error: ClassifiedError {
                 description, hint: "the earlier launch happened and its instance is gone; run `onetouch retry {host} --from provision`")
         case .idempotencyMismatch:
             return .permanent(
-                description, hint: "the launch settings changed since the first attempt; run `onetouch retry {host} --from provision`")
+                description,
+                hint:
+                    "the request's settings changed since its first attempt, or its resource is gone; run `onetouch retry {host} --from {step}`"
+            )
         case .authentication:
             // Credentials expire and come back (rotation, a renewed role): look again every minute.
             return .needsHuman(
@@ -182,7 +185,7 @@ extension EC2Error: ClassifiedError {
                 recheckAfter: .seconds(60))
         case .invalidRequest:
             return .permanent(
-                description, hint: "fix the provider settings in the configuration, then run `onetouch retry {host} --from provision`")
+                description, hint: "fix the provider settings in the configuration, then run `onetouch retry {host} --from {step}`")
         }
     }
 }

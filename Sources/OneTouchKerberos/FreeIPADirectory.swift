@@ -78,7 +78,9 @@ public actor FreeIPADirectory: Directory {
         return try Self.entry(result["result"], method: "host_show")
     }
 
-    public func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration {
+    /// FreeIPA knows enrollment itself (`has_keytab`), so `ownsEntry` changes nothing: an entry with a
+    /// keytab is refused either way.
+    public func preregister(_ host: DirectoryHost, proposedPassword: Secret, ownsEntry: Bool) async throws -> Preregistration {
         var options: [String: IPAJSON] = ["random": .bool(true)]
         if settings.ipAddressInDNS {
             if let address = host.ipAddress { options["ip_address"] = .string(address) }
@@ -95,8 +97,8 @@ public actor FreeIPADirectory: Directory {
             throw StepError.transient("FreeIPA reported \(host.fqdn) as existing, then as not found; trying again")
         }
         if entry.enrolled {
-            throw StepError.permanent(
-                "\(host.fqdn) is already enrolled in FreeIPA (it has a keytab), so no one-time password can be issued for it",
+            throw StepError.enrolledElsewhere(
+                host.fqdn, detail: "FreeIPA: it has a keytab, so no one-time password can be issued for it",
                 hint: "if that entry is stale, remove it (`ipa host-del \(host.fqdn) --updatedns`) and run `onetouch resume {host}`")
         }
         let result = try await call("host_mod", [.string(host.fqdn)], ["random": .bool(true)])

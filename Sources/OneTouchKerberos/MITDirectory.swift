@@ -40,18 +40,26 @@ public struct MITDirectory: Directory {
         return DirectoryEntry(enrolled: kvno > 1, keyState: String(kvno))
     }
 
-    public func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration {
+    /// One kadmin run on the usual path (`addprinc`: a new principal has key version 1); an existing
+    /// principal is looked at (`getprinc`), refused if a machine enrolled with it and it is not ours,
+    /// else given the password again (`cpw`) and looked at once more for its new key version.
+    public func preregister(_ host: DirectoryHost, proposedPassword: Secret, ownsEntry: Bool) async throws -> Preregistration {
         let input = proposedPassword.reveal() + "\n" + proposedPassword.reveal() + "\n"
-        if try await keyVersion(host) == nil {
-            let result = try await kadmin(["addprinc", principal(host)], stdin: input)
-            // A lost response or a race: the principal may exist now. Anything else is an error.
-            if result.status != 0 && !result.stderr.contains("already exists") { throw failure("addprinc", result) }
-            if result.status != 0 { _ = try await kadmin(["cpw", principal(host)], stdin: input).checked("cpw", self) }
-        } else {
-            _ = try await kadmin(["cpw", principal(host)], stdin: input).checked("cpw", self)
+        let added = try await kadmin(["addprinc", principal(host)], stdin: input)
+        if added.status == 0 { return Preregistration(oneTimePassword: proposedPassword, baseline: "1") }
+        // An earlier attempt whose answer was lost, or someone else's principal. Anything else is an error.
+        guard added.stderr.contains("already exists") else { throw failure("addprinc", added) }
+        guard let existing = try await keyVersion(host) else {
+            throw StepError.transient("\(principal(host)) was reported as existing, then as absent; trying again")
         }
+        if existing > 1 && !ownsEntry {
+            throw StepError.enrolledElsewhere(
+                host.fqdn, detail: "\(principal(host)) has key version \(existing): a machine enrolled with it",
+                hint: "if that principal is stale, delete it (`kadmin delprinc \(principal(host))`) and run `onetouch resume {host}`")
+        }
+        _ = try await kadmin(["cpw", principal(host)], stdin: input).checked("cpw", self)
         guard let kvno = try await keyVersion(host) else {
-            throw StepError.transient("\(principal(host)) is not visible right after it was created")
+            throw StepError.transient("\(principal(host)) is not visible right after its password was set")
         }
         return Preregistration(oneTimePassword: proposedPassword, baseline: String(kvno))
     }

@@ -18,6 +18,8 @@ public final class FakeCloud: CloudProvider, Sendable {
         var volumesCreated = 0
         var describesUntilRunning: [String: Int] = [:]
         var rootVolumes: Set<String> = []
+        var encryptionKeyUsable = true
+        var rolledBackKeys: Set<String> = []
     }
     private let state = Mutex(State())
     /// How many describes a new instance stays `pending` for.
@@ -30,6 +32,10 @@ public final class FakeCloud: CloudProvider, Sendable {
         self.encryptVolumes = encryptVolumes
         self.requireMetadataTokens = requireMetadataTokens
     }
+
+    /// Like EBS with a disabled KMS key: CreateVolume is accepted (`creating`), then the volume is
+    /// rolled back and its idempotency key is refused from then on.
+    public func setEncryptionKeyUsable(_ usable: Bool) { state.withLock { $0.encryptionKeyUsable = usable } }
 
     public var instancesCreated: Int { state.withLock { $0.instancesCreated } }
     public var volumesCreated: Int { state.withLock { $0.volumesCreated } }
@@ -108,14 +114,21 @@ public final class FakeCloud: CloudProvider, Sendable {
     public func createVolume(_ request: VolumeRequest) async throws -> Volume {
         count("createVolume")
         return try faults.perform("createVolume") {
-            state.withLock { s in
+            try state.withLock { s in
+                if s.rolledBackKeys.contains(request.idempotencyKey) {
+                    throw StepError.permanent("IdempotentParameterMismatch: the volume of this key was rolled back")
+                }
                 if let id = s.volumeKeys[request.idempotencyKey], let existing = s.volumes[id] { return existing }
                 s.counter += 1
                 s.volumesCreated += 1
                 let id = String(format: "vol-%017x", s.counter)
                 let volume = Volume(
-                    id: id, zone: request.zone, sizeGiB: request.sizeGiB, state: .available, encrypted: encryptVolumes,
-                    keyID: encryptVolumes ? "fake-key" : nil, tags: request.tags)
+                    id: id, zone: request.zone, sizeGiB: request.sizeGiB, state: s.encryptionKeyUsable ? .available : .creating,
+                    encrypted: encryptVolumes, keyID: encryptVolumes ? "fake-key" : nil, tags: request.tags)
+                guard s.encryptionKeyUsable else {
+                    s.rolledBackKeys.insert(request.idempotencyKey)
+                    return volume
+                }
                 s.volumes[id] = volume
                 s.volumeKeys[request.idempotencyKey] = id
                 return volume

@@ -48,11 +48,14 @@ public final class FakeDirectory: Directory, Sendable {
         }
     }
 
-    public func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration {
+    public func preregister(_ host: DirectoryHost, proposedPassword: Secret, ownsEntry: Bool) async throws -> Preregistration {
         count("preregister")
         return try faults.perform("preregister") {
-            state.withLock { s in
+            try state.withLock { s in
                 if var entry = s.entries[host.fqdn] {
+                    if entry.keyVersion > 1 && !ownsEntry {
+                        throw StepError.enrolledElsewhere(host.fqdn, detail: "key version \(entry.keyVersion)", hint: "remove it")
+                    }
                     // Like MIT's `cpw`: setting the password again bumps the key version.
                     if entry.password != proposedPassword { s.passwordsIssued += 1 }
                     entry.password = proposedPassword

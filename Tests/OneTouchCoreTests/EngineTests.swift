@@ -174,6 +174,50 @@ struct EngineTests {
         #expect(events.contains { $0.contains("launching generation 2") })
     }
 
+    @Test func aNameSomeOtherMachineEnrolledWithFailsAtPreregisterWithoutTouchingItsEntry() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let other = DirectoryHost(fqdn: "web-01.onetouch.test")
+        let password = Secret("their-password")
+        _ = try await bed.directoryService.preregister(other, proposedPassword: password)
+        #expect(bed.directoryService.enroll(fqdn: other.fqdn, password: password))
+        try await bed.create("web-01")
+        try await bed.settle()
+        let host = try bed.host("web-01")
+        guard case .failed(.preregister, let reason) = host.hostState else {
+            Issue.record("expected failed(preregister), got \(host.hostState)")
+            return
+        }
+        #expect(reason.contains("already has web-01.onetouch.test enrolled by another machine"))
+        #expect(bed.directoryService.passwordsIssued == 1, "their entry keeps its key")
+        #expect(try bed.store.attempts(hostID: host.id, step: .preregister).count == 1, "zero retries")
+    }
+
+    @Test func aVolumeTheCloudRollsBackFailsNamingTheKeyAndRetryingTheStepMakesANewOne() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        bed.cloud.setEncryptionKeyUsable(false)
+        try await bed.create("web-01")
+        try await bed.settle()
+        var host = try bed.host("web-01")
+        guard case .failed(.attachVolume, let reason) = host.hostState else {
+            Issue.record("expected failed(attach-volume), got \(host.hostState)")
+            return
+        }
+        #expect(reason.contains("fake-key") && reason.contains("gone"))
+        #expect(reason.contains("onetouch retry web-01 --from attach-volume"))
+        #expect(bed.cloud.calls("createVolume") == 1, "the volume is requested once, then looked for")
+
+        bed.cloud.setEncryptionKeyUsable(true)
+        _ = try await bed.service.retry("web-01", from: .attachVolume, actor: "test")
+        try await bed.settle()
+        host = try bed.host("web-01")
+        #expect(host.hostState == .ready, "\(host.reason ?? "")")
+        #expect(host.generation == 1, "the instance was fine: same generation")
+        #expect(bed.cloud.instancesCreated == 1)
+        #expect(bed.cloud.allVolumes.count == 1)
+    }
+
     @Test func destroyRemovesEverythingAndDestroyingTwiceIsRefused() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

@@ -90,6 +90,45 @@ struct MITDirectoryTests {
         #expect(try await directory.isEnrolled(host, baseline: again.baseline))
     }
 
+    @Test func aNewHostTakesOneKadminRunAndItsBaselineIsTheRealKeyVersion() async throws {
+        let realm = try Realm()
+        defer { realm.stop() }
+        let argvLog = realm.directory + "/argv.log"
+        let wrapper = realm.directory + "/kadmin-counting"
+        try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \(argvLog)\nexec /usr/bin/kadmin \"$@\"\n".write(
+            toFile: wrapper, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: wrapper)
+        var settings = realm.settings
+        settings.kadmin = wrapper
+        let directory = MITDirectory(settings: settings)
+        let host = DirectoryHost(fqdn: "web-05.onetouch.test")
+        let registration = try await directory.preregister(host, proposedPassword: SecretBox.oneTimePassword())
+        let runs = try String(contentsOfFile: argvLog, encoding: .utf8).split(separator: "\n")
+        #expect(runs.count == 1 && runs.first?.contains("addprinc") == true, "\(runs)")
+        #expect(try await directory.lookup(host)?.keyState == registration.baseline)
+    }
+
+    @Test func someoneElsesEnrolledPrincipalIsRefusedUnlessItIsOurs() async throws {
+        let realm = try Realm()
+        defer { realm.stop() }
+        let directory = MITDirectory(settings: realm.settings)
+        let host = DirectoryHost(fqdn: "web-06.onetouch.test")
+        let theirs = SecretBox.oneTimePassword()
+        _ = try await directory.preregister(host, proposedPassword: theirs)
+        #expect(try realm.enrollAsHost(principal: directory.enrollmentInfo(for: host).principal, password: theirs) == 0)
+        do {
+            _ = try await directory.preregister(host, proposedPassword: SecretBox.oneTimePassword())
+            Issue.record("an enrolled principal was given a new password")
+        } catch let error as StepError {
+            #expect(error.errorClass == .permanent)
+            #expect(error.message.contains("enrolled by another machine"))
+        }
+        #expect(try await directory.lookup(host)?.keyState == "2", "their key is left alone")
+        // An entry an earlier attempt of ours made (its key moved with each password set) is replaced.
+        let ours = try await directory.preregister(host, proposedPassword: SecretBox.oneTimePassword(), ownsEntry: true)
+        #expect(ours.baseline == "3")
+    }
+
     @Test func removeDeletesThePrincipalAndTwiceIsFine() async throws {
         let realm = try Realm()
         defer { realm.stop() }

@@ -13,6 +13,9 @@ included, so moto's optional signature check still works) and adds:
   InvalidVolume.NotFound, and omission from list-style describes);
 * seeded random faults: HTTP 500 InternalError before forwarding (no side effect) and "lost"
   responses after forwarding (side effect happened, the client sees a closed connection or 502/504);
+* KMS keys EBS cannot use (disabled, pending deletion, missing, or not granted to the caller): a
+  CreateVolume with such a key is accepted and its volume then vanishes, as on AWS (see
+  "KMS keys EBS cannot use" below);
 * per-action / per-outcome counters.
 
 Control endpoints on the same port (JSON):
@@ -20,6 +23,7 @@ Control endpoints on the same port (JSON):
   GET  /_front/stats    counters, current config, sizes of the token / lag stores
   GET  /_front/config   current config
   POST /_front/config   partial update, e.g. {"throttle":false,"error_rate":0.1,"lag_seconds":2}
+                        or {"refused_kms_keys":["arn:aws:kms:us-east-1:123456789012:key/..."]}
   POST /_front/reset    clear counters, tokens, lag and buckets, and reset moto (/moto-api/reset)
 
 Only the standard library is used.  Run `front.py --help` for the options.
@@ -42,7 +46,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from xml.sax.saxutils import escape
 
 EC2_API_VERSION = "2016-11-15"
@@ -153,6 +157,8 @@ class FrontConfig:
     lag_seconds: float = 0.0  # visibility delay of ids created by RunInstances / CreateVolume
     fault_actions: list[str] | None = None  # restrict random faults to these actions (None: all)
     seed: int = 0  # seed of the fault RNG; setting it through /_front/config re-seeds
+    # CreateVolume KmsKeyId values (compared as sent) that EBS cannot use; see kms_key_refused.
+    refused_kms_keys: list[str] = field(default_factory=list)
 
     def update(self, changes: dict) -> None:
         """Apply a partial update from JSON; raises ValueError on unknown keys or bad values."""
@@ -177,6 +183,8 @@ class FrontConfig:
             raise ValueError("fault_actions must be null or a list of action names")
         if not isinstance(new.seed, int):
             raise ValueError("seed must be an integer")
+        if not (isinstance(new.refused_kms_keys, list) and all(isinstance(k, str) and k for k in new.refused_kms_keys)):
+            raise ValueError("refused_kms_keys must be a list of KMS key ids, ARNs or aliases")
         self.__dict__.update(new.__dict__)
 
 
@@ -188,6 +196,7 @@ OUTCOMES = (
     "lost",  # forwarded (side effect happened) but the response was dropped
     "notVisible",  # 400 *.NotFound because of the visibility lag, not forwarded
     "idempotencyError",  # 400 IdempotentParameterMismatch / IdempotentInstanceTerminated
+    "kmsRefused",  # CreateVolume with a refused KMS key: forwarded, then the volume was deleted again
     "passthrough",  # not an EC2 Query call (e.g. IAM, KMS, moto-api): forwarded untouched
     "frontError",  # a bug in the front itself: 500 InternalError, logged with the traceback
 )
@@ -240,6 +249,7 @@ class StoredResponse:
     headers: list[tuple[str, str]]
     body: bytes
     instance_ids: list[str] = field(default_factory=list)
+    rolled_back: bool = False  # a CreateVolume whose volume EBS deleted again (refused KMS key)
 
 
 class TokenStore:
@@ -312,6 +322,42 @@ def not_found_error(resource_id: str) -> tuple[str, str]:
     if resource_id.startswith("vol-"):
         return "InvalidVolume.NotFound", f"The volume '{resource_id}' does not exist."
     return "InvalidInstanceID.NotFound", f"The instance ID '{resource_id}' does not exist"
+
+
+# --------------------------------------------------------------------------------------------
+# KMS keys EBS cannot use
+# --------------------------------------------------------------------------------------------
+#
+# EC2 has no synchronous refusal for a KMS key EBS cannot use (disabled, pending deletion, not
+# existing, or the caller lacks kms:CreateGrant / GenerateDataKeyWithoutPlaintext / DescribeKey):
+#
+# * EC2 API reference, CreateVolume `KmsKeyId` (same text for CopyImage, CopySnapshot, ...):
+#   "Amazon Web Services authenticates the KMS key asynchronously. Therefore, if you specify an
+#   identifier that is not valid, the action can appear to complete, but eventually fails."
+# * Reports of what the wire shows: CreateVolume answers 200 with `status` creating, a volume id and
+#   the key echoed in `kmsKeyId`; moments later DescribeVolumes says InvalidVolume.NotFound and the
+#   volume is in no listing (aws/aws-sdk-ruby#1222, aws/aws-cli#2604, kubernetes/kubernetes#48438,
+#   hashicorp/terraform-provider-aws#12507).  The same ClientToken again is answered with
+#   IdempotentParameterMismatch (kubernetes-sigs/aws-ebs-csi-driver#1916 and #3010, the latter for
+#   missing KMS permissions: "no CloudTrail error event and no KMS AccessDenied event").
+# * The codes that look like candidates are not CreateVolume answers: `Client.InvalidKMSKey.InvalidState`
+#   ("The KMS key provided is in an incorrect state") is the StateReason of an *instance* whose
+#   encrypted volume cannot be created (it goes pending -> terminated); `DisabledException` and
+#   `KMSInvalidStateException` are errors of the KMS API itself.
+#
+# So the front forwards such a CreateVolume (the volume exists for a moment, as on AWS), deletes the
+# volume in moto straight away, and answers moto's response with `status` creating.  Only an explicit
+# KmsKeyId is matched (the account's default EBS key is not modelled); RunInstances block-device
+# mappings with a refused key are not modelled either.
+
+
+def kms_key_refused(action: str, params: dict[str, str], cfg: FrontConfig) -> bool:
+    return action == "CreateVolume" and params.get("KmsKeyId") in cfg.refused_kms_keys
+
+
+def as_creating(body: bytes) -> bytes:
+    """A CreateVolume response with `status` creating (moto's volumes are available at once)."""
+    return re.sub(rb"<status>[^<]*</status>", b"<status>creating</status>", body, count=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -540,6 +586,7 @@ class Front:
                 code, message = not_found_error(value)
                 return self.error(400, code, message, "notVisible")
 
+        refused = kms_key_refused(action, params, cfg)
         token = params.get("ClientToken")
         if action in IDEMPOTENT_ACTIONS and token:
             key = (region, action, token)
@@ -549,13 +596,20 @@ class Front:
                     return self.replay(stored, action, params, headers, path)
                 reply = self.forward(method, path, headers, body, action, cfg, lose)
                 if 200 <= reply.status < 300:
+                    if refused:
+                        self.roll_back_volume(reply, headers, path)
                     instances, _ = created_ids(action, reply.body)
                     self.tokens.put(
-                        key, StoredResponse(fingerprint(params), reply.status, reply.headers, reply.body, instances)
+                        key,
+                        StoredResponse(
+                            fingerprint(params), reply.status, reply.headers, reply.body, instances, rolled_back=refused
+                        ),
                     )
                 return reply
 
         reply = self.forward(method, path, headers, body, action, cfg, lose)
+        if refused and 200 <= reply.status < 300:
+            self.roll_back_volume(reply, headers, path)
         if reply.status == 200 and hidden:
             reply.body = strip_hidden(action, reply.body, self.visibility.hidden_now())
         return reply
@@ -572,8 +626,20 @@ class Front:
         kept = [(k, v) for k, v in resp_headers if k.lower() not in SKIP_RESPONSE_HEADERS]
         return Reply(status, kept, data, "lost" if lose else "forwarded", lose=lose)
 
+    def roll_back_volume(self, reply: Reply, headers: dict[str, str], path: str) -> None:
+        """What EBS does with a volume whose KMS key it cannot use: delete it right after creation."""
+        _, volumes = created_ids("CreateVolume", reply.body)
+        for volume_id in volumes:
+            status, _, data = self.moto_query([("Action", "DeleteVolume"), ("VolumeId", volume_id)], headers, path)
+            if status != 200:
+                raise RuntimeError(f"could not delete {volume_id} in moto: HTTP {status} {data[:200]!r}")
+        reply.body = as_creating(reply.body)
+        if not reply.lose:
+            reply.outcome = "kmsRefused"
+
     def replay(self, stored: StoredResponse, action, params, headers, path) -> Reply:
-        if stored.fingerprint != fingerprint(params):
+        # A token whose volume EBS rolled back is answered like a mismatch (see kms_key_refused).
+        if stored.fingerprint != fingerprint(params) or stored.rolled_back:
             return self.error(
                 400,
                 "IdempotentParameterMismatch",
@@ -591,20 +657,12 @@ class Front:
         return Reply(stored.status, list(stored.headers), stored.body, "replayed")
 
     def any_terminated(self, instance_ids: list[str], headers: dict[str, str], path: str) -> bool:
-        """Ask moto for the instances of a stored launch; gone or terminated counts as terminated.
-
-        The query reuses the caller's headers: moto takes region and account from the SigV4
-        credential scope and, unless started with auth enabled, does not check the signature.
-        """
+        """Ask moto for the instances of a stored launch; gone or terminated counts as terminated."""
         if not instance_ids:
             return False
-        form = [("Action", "DescribeInstances"), ("Version", EC2_API_VERSION)]
-        form += [(f"InstanceId.{n}", i) for n, i in enumerate(instance_ids, 1)]
-        body = "&".join(f"{k}={v}" for k, v in form).encode()
-        hdrs = {k: v for k, v in headers.items() if k.lower() not in ("content-length",)}
-        hdrs["Content-Length"] = str(len(body))
+        form = [("Action", "DescribeInstances")] + [(f"InstanceId.{n}", i) for n, i in enumerate(instance_ids, 1)]
         try:
-            status, _, data = self.call_moto("POST", path, hdrs, body)
+            status, _, data = self.moto_query(form, headers, path)
         except OSError:
             return False  # cannot tell: prefer replaying
         if status == 400 and b"InvalidInstanceID.NotFound" in data:
@@ -613,6 +671,17 @@ class Front:
             return False
         states = instance_states(data)
         return any(states.get(i, "terminated") == "terminated" for i in instance_ids)
+
+    def moto_query(self, form: list[tuple[str, str]], headers: dict[str, str], path: str) -> tuple[int, list, bytes]:
+        """An EC2 Query call of the front's own, straight to moto, as the caller of the current request.
+
+        It reuses the caller's headers: moto takes region and account from the SigV4 credential
+        scope and, unless started with auth enabled, does not check the signature.
+        """
+        body = urlencode(form + [("Version", EC2_API_VERSION)]).encode()
+        hdrs = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+        hdrs["Content-Length"] = str(len(body))
+        return self.call_moto("POST", path, hdrs, body)
 
     @staticmethod
     def error(status: int, code: str, message: str, outcome: str) -> Reply:
@@ -782,6 +851,13 @@ def main(argv=None) -> int:
     p.add_argument("--lose-mode", choices=LOSE_MODES, default="close", help="lost response: close the connection, or 502/504")
     p.add_argument("--lag", type=float, default=0.0, help="seconds a created instance/volume id stays invisible")
     p.add_argument("--fault-actions", help="comma-separated actions random faults apply to (default: all)")
+    p.add_argument(
+        "--refuse-kms-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a CreateVolume KmsKeyId EBS cannot use: accepted, then the volume vanishes (repeatable)",
+    )
     p.add_argument("--no-throttle", action="store_true", help="disable EC2 token-bucket throttling")
     p.add_argument("--quiet", action="store_true", help="do not log one line per call to stderr")
     args = p.parse_args(argv)
@@ -797,6 +873,7 @@ def main(argv=None) -> int:
                 "lag_seconds": args.lag,
                 "fault_actions": args.fault_actions.split(",") if args.fault_actions else None,
                 "seed": args.seed,
+                "refused_kms_keys": args.refuse_kms_key,
             }
         )
     except ValueError as exc:

@@ -40,6 +40,7 @@ BASELINE = {
     "lag_seconds": 0.0,
     "fault_actions": None,
     "seed": 0,
+    "refused_kms_keys": [],
 }
 
 
@@ -444,6 +445,72 @@ def test_fifty_concurrent_connections(front):
         results = list(pool.map(lambda _: front.ec2.describe_instances()["ResponseMetadata"]["HTTPStatusCode"], range(150)))
     assert results == [200] * 150
     assert front.outcome("DescribeInstances", "forwarded") == 150
+
+
+# ------------------------------------------------------------------------------------------
+# front: KMS keys EBS cannot use
+# ------------------------------------------------------------------------------------------
+
+REFUSED_KEY = "arn:aws:kms:us-east-1:123456789012:key/0000dead-0000-4000-8000-00000000dead"
+
+
+def test_volume_with_a_refused_kms_key_is_accepted_then_vanishes(front):
+    front.config(refused_kms_keys=[REFUSED_KEY])
+    kw = {"AvailabilityZone": "us-east-1a", "Size": 10, "Encrypted": True, "KmsKeyId": REFUSED_KEY}
+    kw["ClientToken"] = "kms-1"
+    created = front.ec2.create_volume(**kw)
+
+    assert created["State"] == "creating"  # moto's own volumes are available at once
+    assert created["Encrypted"] is True and created["KmsKeyId"] == REFUSED_KEY
+    assert front.moto_ec2.describe_volumes()["Volumes"] == [], "EBS deleted it again"
+    with pytest.raises(ClientError) as err:
+        front.ec2.describe_volumes(VolumeIds=[created["VolumeId"]])
+    assert error_code(err.value) == ("InvalidVolume.NotFound", 400)
+    filtered = front.ec2.describe_volumes(Filters=[{"Name": "volume-id", "Values": [created["VolumeId"]]}])
+    assert filtered["Volumes"] == []
+    with pytest.raises(ClientError) as err:
+        front.ec2.create_volume(**kw)  # the same token once more
+    assert error_code(err.value) == ("IdempotentParameterMismatch", 400)
+    assert front.moto_ec2.describe_volumes()["Volumes"] == []
+    assert front.stats()["byAction"]["CreateVolume"] == {"kmsRefused": 1, "idempotencyError": 1}
+
+
+def test_only_the_refused_key_is_refused_and_only_while_configured(front):
+    front.config(refused_kms_keys=[REFUSED_KEY])
+    other = REFUSED_KEY.replace("dead", "beef")
+    kept = [
+        front.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=True, KmsKeyId=other),
+        front.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=True),
+    ]
+    refused = front.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=True, KmsKeyId=REFUSED_KEY)
+    front.config(refused_kms_keys=[])
+    kept.append(front.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1, Encrypted=True, KmsKeyId=REFUSED_KEY))
+
+    assert [v["State"] for v in kept] == ["available"] * 3 and refused["State"] == "creating"
+    in_moto = {v["VolumeId"] for v in front.moto_ec2.describe_volumes()["Volumes"]}
+    assert in_moto == {v["VolumeId"] for v in kept}
+    assert front.stats()["byAction"]["CreateVolume"] == {"forwarded": 3, "kmsRefused": 1}
+
+
+def test_refused_kms_keys_from_the_command_line_and_checked_on_update(moto, tmp_path):
+    port_file = tmp_path / "front.port"
+    log = open(tmp_path / "front.log", "w")
+    args = ["--port", "0", "--port-file", str(port_file), "--moto-port", moto.rsplit(":", 1)[1], "--quiet"]
+    args += ["--refuse-kms-key", REFUSED_KEY, "--refuse-kms-key", "alias/gone"]
+    proc = subprocess.Popen([PY, str(HERE / "front.py"), *args], stdout=log, stderr=log)
+    try:
+        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), what="front port file")
+        url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        status, doc = http_json("GET", f"{url}/_front/config")
+        assert status == 200 and doc["refused_kms_keys"] == [REFUSED_KEY, "alias/gone"]
+        for bad in ("alias/gone", [""], [1]):
+            status, doc = http_json("POST", f"{url}/_front/config", {"refused_kms_keys": bad})
+            assert status == 400 and "refused_kms_keys" in doc["error"]
+        status, doc = http_json("POST", f"{url}/_front/config", {"refused_kms_keys": []})
+        assert status == 200 and doc["refused_kms_keys"] == []
+    finally:
+        stop_process(proc)
+        log.close()
 
 
 # ------------------------------------------------------------------------------------------

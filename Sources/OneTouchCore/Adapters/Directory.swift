@@ -44,14 +44,31 @@ public struct EnrollmentInfo: Sendable, Equatable, Codable {
     }
 }
 
+extension Directory {
+    /// Pre-registers a host whose entry, if there is one, is not known to be its own.
+    public func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration {
+        try await preregister(host, proposedPassword: proposedPassword, ownsEntry: false)
+    }
+}
+
+extension StepError {
+    /// The directory has an entry for this name that some machine enrolled with.
+    public static func enrolledElsewhere(_ fqdn: String, detail: String, hint: String) -> StepError {
+        .permanent("the directory already has \(fqdn) enrolled by another machine (\(detail))", hint: hint)
+    }
+}
+
 /// A Kerberos directory (FreeIPA, MIT). "Already gone" on removal is success.
 public protocol Directory: Sendable {
     /// The entry for `host`, or nil when there is none.
     func lookup(_ host: DirectoryHost) async throws -> DirectoryEntry?
     /// Creates the entry with `proposedPassword` as its one-time password, or re-issues the one-time
     /// password of an existing, unenrolled entry. Returns the password now in effect (a backend may
-    /// generate its own).
-    func preregister(_ host: DirectoryHost, proposedPassword: Secret) async throws -> Preregistration
+    /// generate its own). An existing entry that a machine enrolled with is refused
+    /// (`StepError.enrolledElsewhere`) unless `ownsEntry`: an earlier attempt of this host made it, and
+    /// its key may have moved without any machine enrolling (MIT's key version moves with each
+    /// password set).
+    func preregister(_ host: DirectoryHost, proposedPassword: Secret, ownsEntry: Bool) async throws -> Preregistration
     /// True once the host enrolled (its key moved away from `baseline`).
     func isEnrolled(_ host: DirectoryHost, baseline: String) async throws -> Bool
     /// Removes (or disables) the entry. Absent is success.

@@ -327,8 +327,9 @@ public final class Engine: Service, Sendable {
         attempt.errorClass = error.errorClass
         attempt.errorMessage = error.message
         var errorClass = error.errorClass
-        // Adapters do not know host names: a hint may say `{host}` where the command needs one.
+        // Adapters know neither host names nor steps: a hint may say `{host}` and `{step}`.
         var message = error.description.replacingOccurrences(of: "{host}", with: spec.name)
+            .replacingOccurrences(of: "{step}", with: step.rawValue)
         if errorClass == .transient {
             let first = try store.firstAttemptStart(hostID: host.id, step: step, generation: host.generation) ?? attempt.startedAt
             let elapsed = now.timeIntervalSince(first)

@@ -174,6 +174,12 @@ public final class HostService: Sendable {
                 facts = HostFacts()
             }
             if from <= .preregister && ownsDirectoryEntry { facts.replaceDirectoryEntry = true }
+            if from > .provision && from <= .attachVolume {
+                // Look the volume up again (by its tags) and, if none is left, request it under a new
+                // key: the cloud may have rolled the last one back.
+                facts.volumeID = nil
+                facts.volumeRound = (facts.volumeRound ?? 1) + 1
+            }
             for (stage, waitedFrom) in [
                 (ReportRecord.Stage.booted, Step.bootstrap), (.volumeMounted, .attachVolume), (.configured, .configPull),
             ]

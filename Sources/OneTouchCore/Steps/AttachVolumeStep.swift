@@ -5,6 +5,8 @@ import Foundation
 /// once the attach call succeeded: the host waits for the device, and `complete` verifies it.
 struct AttachVolumeStep: HostStep {
     let step = Step.attachVolume
+    /// How long a volume this host created may stay invisible before it counts as rolled back.
+    static let vanishedAfter: TimeInterval = 60
 
     func run(_ context: StepContext) async throws -> StepOutcome {
         var facts = context.facts
@@ -23,12 +25,15 @@ struct AttachVolumeStep: HostStep {
             }) {
                 facts.volumeID = tagged.id
             } else {
+                // A retried step asks under a new key: EC2 refuses a key whose volume it rolled back.
+                let key = context.idempotencyKey + (facts.volumeRound.map { "-r\($0)" } ?? "")
                 let volume = try await cloud.createVolume(
                     VolumeRequest(
-                        hostID: context.hostID, zone: facts.zone, sizeGiB: context.spec.volumeGiB,
-                        idempotencyKey: context.idempotencyKey,
+                        hostID: context.hostID, zone: facts.zone, sizeGiB: context.spec.volumeGiB, idempotencyKey: key,
                         tags: context.tags.merging([ManagedTags.volumeRole: ManagedTags.dataVolume]) { $1 }))
                 facts.volumeID = volume.id
+                facts.volumeCreatedAt = context.now
+                facts.volumeKeyID = volume.keyID
                 context.services.logger.info(
                     "Created data volume", metadata: ["host.id": "\(context.hostID)", "volume": "\(volume.id)"])
                 if volume.state == .available && volume.encrypted {
@@ -43,7 +48,14 @@ struct AttachVolumeStep: HostStep {
         }
         guard let volumeID = facts.volumeID else { return .poll(facts, after: .seconds(1)) }
         guard let volume = try await cloud.volumes(ids: [volumeID]).first else {
-            return .poll(facts, after: .seconds(2))  // just created: not visible yet
+            let created = facts.volumeCreatedAt ?? context.attempt.startedAt
+            let invisible = context.now.timeIntervalSince(created)
+            if invisible < Self.vanishedAfter { return .poll(facts, after: .seconds(2)) }  // just created: not visible yet
+            // EBS accepts CreateVolume, checks the encryption key afterwards, and rolls the volume back
+            // if it cannot use it: no error code, the volume is simply gone.
+            throw StepError.permanent(
+                "data volume \(volumeID) was accepted but is gone \(Int(invisible))s later: the cloud rolls a volume back when it cannot use its encryption key (KMS key \(facts.volumeKeyID ?? "the provider's default")): it is disabled, pending deletion, missing, or these credentials may not use it (kms:CreateGrant, kms:GenerateDataKeyWithoutPlaintext, kms:DescribeKey)",
+                hint: "make the key usable, then run `onetouch retry \(context.spec.name) --from attach-volume`")
         }
         guard volume.encrypted else {
             throw StepError.permanent(

@@ -24,11 +24,6 @@ struct PreregisterStep: HostStep {
         // A password we stored and never delivered means an existing entry is ours, mid-preregistration
         // (re-setting a password moves MIT's key version, which would otherwise look like enrollment).
         let ours = existing.map { $0.deliveredAt == nil && $0.wipedAt == nil && $0.sealed != nil } ?? false
-        if !ours, let entry = try await services.directory.lookup(host), entry.enrolled {
-            throw StepError.permanent(
-                "the directory already has \(context.spec.fqdn) enrolled by another machine",
-                hint: "remove that entry from the directory, or create this host under another name")
-        }
         let proposed: Secret
         if let existing, existing.deliveredAt == nil, existing.wipedAt == nil, let sealed = existing.sealed {
             proposed = try services.secrets.open(sealed, hostID: context.hostID, kind: SecretRecord.Kind.oneTimePassword.rawValue)
@@ -36,7 +31,8 @@ struct PreregisterStep: HostStep {
             proposed = services.oneTimePasswords()
             try store(proposed, context)
         }
-        let result = try await services.directory.preregister(host, proposedPassword: proposed)
+        // The directory refuses an entry some other machine enrolled with (a name taken outside onetouch).
+        let result = try await services.directory.preregister(host, proposedPassword: proposed, ownsEntry: ours)
         if result.oneTimePassword != proposed { try store(result.oneTimePassword, context) }
         facts.directoryBaseline = result.baseline
         services.logger.info(

@@ -27,6 +27,13 @@ public struct HostFacts: Sendable, Codable, Equatable {
     public var zone: String?
     public var volumeID: String?
     public var volumeEncrypted: Bool?
+    /// When this record created the data volume, and the encryption key the cloud said it uses: a
+    /// volume that vanishes after its creation was rolled back (a key the cloud could not use).
+    public var volumeCreatedAt: Date?
+    public var volumeKeyID: String?
+    /// Bumped by `retry` from a step at or before attach-volume: the volume is requested under a new
+    /// idempotency key (the old one may belong to a volume the cloud rolled back).
+    public var volumeRound: Int?
     /// The directory key state at pre-registration; enrollment must move away from it.
     public var directoryBaseline: String?
     public var enrolled: Bool?
