@@ -158,18 +158,24 @@ public final class Engine: Service, Sendable {
                 }
             }
             guard let (host, attempt, fresh) = claimed else { return }
+            var next: Continuation?
             switch host.hostState {
             case .pending:
-                try await move(host, .begin, because: "engine picked the host up")
+                next = try await move(host, .begin, because: "engine picked the host up")
             case .running(let step), .waiting(let step), .destroying(let step):
                 guard let attempt else { return }
                 if fresh { try crash(step, .attemptCommitted) }
-                try await runStep(step, of: host, attempt: attempt, fresh: fresh)
+                next = try await runStep(step, of: host, attempt: attempt, fresh: fresh)
             case .paused where host.nextAt.map { $0 <= clock.now } == true:
                 // A pause that may clear by itself (credentials, say): try the step again.
-                try await move(host, .resume, because: "checking whether the cause of the pause has cleared")
+                next = try await move(host, .resume, because: "checking whether the cause of the pause has cleared")
             case .ready, .failed, .paused, .destroyed:
                 return
+            }
+            // A step that is due at once continues in this task, from the row and attempt just committed.
+            while let due = next {
+                try crash(due.step, .attemptCommitted)
+                next = try await runStep(due.step, of: due.host, attempt: due.attempt, fresh: true, facts: due.facts)
             }
         } catch is SimulatedCrash {
             logger.warning("Simulated crash", metadata: ["host.id": "\(hostID)"])
@@ -183,16 +189,49 @@ public final class Engine: Service, Sendable {
         }
     }
 
-    /// An engine-made transition that is due at once (its own commit and event).
-    private func move(_ host: HostRecord, _ input: HostWorkflow.Input, because reason: String) async throws {
+    /// A step to run at once: its attempt was committed with the transition into it.
+    struct Continuation {
+        var host: HostRecord
+        var attempt: AttemptRecord
+        var step: Step
+        /// The facts just committed (saves decoding them again).
+        var facts: HostFacts?
+    }
+
+    /// An engine-made transition that is due at once (its own commit and event), with the intent of
+    /// the step it enters.
+    private func move(_ host: HostRecord, _ input: HostWorkflow.Input, because reason: String) async throws -> Continuation? {
         var workflow = HostWorkflow(state: host.hostState)
         _ = try workflow.apply(input)
         var update = Store.HostUpdate()
         update.state = workflow.state
         update.eventReason = reason
         update.nextAt = .some(clock.now)
-        try store.update(host, update, now: clock.now)
-        await scheduler.schedule(host.id, at: clock.now)
+        return try await commit(host, update, entering: workflow.state)
+    }
+
+    /// Commits `update`; when it enters a step, that step's attempt goes into the same transaction
+    /// (the intent before the external call, one commit instead of two) and the step continues at
+    /// once. Otherwise the host is scheduled by `nextAt`, if it has one.
+    private func commit(
+        _ host: HostRecord, _ update: Store.HostUpdate, entering state: HostState, facts: HostFacts? = nil
+    ) async throws -> Continuation? {
+        var update = update
+        let step: Step?
+        switch state {
+        case .running(let s), .destroying(let s): step = s
+        default: step = nil
+        }
+        if let step {
+            var next = host
+            if let generation = update.generation { next.generation = generation }
+            let (key, deadline) = newAttempt(next, step)
+            update.newAttempt = Store.NewAttempt(step: step, key: key, deadline: deadline)
+        }
+        let (row, attempt) = try store.advance(host, update, now: clock.now)
+        if let step, let attempt { return Continuation(host: row, attempt: attempt, step: step, facts: update.facts ?? facts) }
+        if case .some(.some(let at)) = update.nextAt { await scheduler.schedule(host.id, at: at) }
+        return nil
     }
 
     private func crash(_ step: Step, _ point: CrashPoint) throws {
@@ -206,12 +245,14 @@ public final class Engine: Service, Sendable {
         return (Self.idempotencyKey(host, step), deadline)
     }
 
-    private func runStep(_ step: Step, of host: HostRecord, attempt: AttemptRecord, fresh: Bool) async throws {
-        guard let implementation = Steps.all[step] else { return }
+    private func runStep(
+        _ step: Step, of host: HostRecord, attempt: AttemptRecord, fresh: Bool, facts known: HostFacts? = nil
+    ) async throws -> Continuation? {
+        guard let implementation = Steps.all[step] else { return nil }
         let spec = try self.spec(of: host)
         var attempt = attempt
         let now = clock.now
-        let facts = host.decodedFacts
+        let facts = known ?? host.decodedFacts
         var context = StepContext(host: host, spec: spec, facts: facts, attempt: attempt, now: now, services: services)
         context.mayHaveRunBefore = !(fresh && attempt.attempt == 1)
         let outcome: StepOutcome
@@ -222,7 +263,7 @@ public final class Engine: Service, Sendable {
         } catch {
             try crash(step, .externalCallMade)
             try await finish(host, step: step, attempt: &attempt, error: StepError.classify(error), spec: spec)
-            return
+            return nil
         }
         try crash(step, .externalCallMade)
         // The deadline counts only when the host still has not reported (a report that arrived while
@@ -235,10 +276,11 @@ public final class Engine: Service, Sendable {
                     "check the instance's console log and /var/log/onetouch-bootstrap.log, then run `onetouch retry \(spec.name) --from \(step == .bootstrap ? "provision" : "config-pull")`"
             )
             try await finish(host, step: step, attempt: &attempt, error: error, spec: spec)
-            return
+            return nil
         }
-        try await finish(host, step: step, attempt: &attempt, outcome: outcome, previousFacts: facts)
+        let next = try await finish(host, step: step, attempt: &attempt, outcome: outcome, previousFacts: facts)
         try crash(step, .resultCommitted)
+        return next
     }
 
     private func spec(of host: HostRecord) throws -> HostSpec {
@@ -254,7 +296,7 @@ public final class Engine: Service, Sendable {
 
     private func finish(
         _ host: HostRecord, step: Step, attempt: inout AttemptRecord, outcome: StepOutcome, previousFacts: HostFacts
-    ) async throws {
+    ) async throws -> Continuation? {
         let now = clock.now
         var update = Store.HostUpdate()
         var workflow = HostWorkflow(state: host.hostState)
@@ -263,7 +305,7 @@ public final class Engine: Service, Sendable {
             attempt.finishedAt = now
             attempt.outcome = .succeeded
             update.attempt = attempt
-            update.facts = facts
+            if facts != previousFacts { update.facts = facts }
             _ = try workflow.apply(.stepSucceeded)
             update.state = workflow.state
             update.eventReason = "\(step.rawValue) done"
@@ -274,12 +316,8 @@ public final class Engine: Service, Sendable {
             if workflow.state == .destroyed { update.revokeToken = true }
             // The one-time password is wiped with the transition that ends its use.
             update.wipeOneTimePassword = workflow.state == .ready || workflow.state == .destroyed
-            try store.update(host, update, now: now)
-            if workflow.state.isUnfinished {
-                await scheduler.schedule(host.id, at: now)
-            } else {
-                specs.withLock { _ = $0.removeValue(forKey: host.id) }
-            }
+            if !workflow.state.isUnfinished { specs.withLock { _ = $0.removeValue(forKey: host.id) } }
+            return try await commit(host, update, entering: workflow.state, facts: facts)
         case .wait(let facts):
             update.facts = facts
             let deadline = attempt.deadline ?? now.addingTimeInterval(options.idleInterval.seconds)
@@ -307,9 +345,8 @@ public final class Engine: Service, Sendable {
             update.state = host.hostState
             update.eventReason = reason
             update.nextAt = .some(now)
-            try store.update(host, update, now: now)
             logger.notice("Starting the host's next generation", metadata: ["host.id": "\(host.id)", "reason": "\(reason)"])
-            await scheduler.schedule(host.id, at: now)
+            return try await commit(host, update, entering: host.hostState)
         case .poll(let facts, let after):
             let next = now.addingTimeInterval(after.seconds)
             update.facts = facts
@@ -317,6 +354,7 @@ public final class Engine: Service, Sendable {
             if facts != previousFacts { try store.update(host, update, now: now) }
             await scheduler.schedule(host.id, at: next)
         }
+        return nil
     }
 
     private func finish(_ host: HostRecord, step: Step, attempt: inout AttemptRecord, error: StepError, spec: HostSpec) async throws {

@@ -225,9 +225,14 @@ enum JSON {
     /// One decoder for the records' JSON columns (it holds no state between calls).
     static let decoder = JSONDecoder()
 
-    static func encode<T: Encodable>(_ value: T) -> String {
+    /// Sorted keys: the same facts are always the same text.
+    static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+        return encoder
+    }()
+
+    static func encode<T: Encodable>(_ value: T) -> String {
+        (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
     }
 }

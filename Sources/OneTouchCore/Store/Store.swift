@@ -144,6 +144,8 @@ extension Store {
         public var wipeOneTimePassword = false
         public var tokenHash: Data?
         public var attempt: AttemptRecord?
+        /// The intent of the step the host enters, committed with the change.
+        public var newAttempt: NewAttempt?
         public init() {}
 
         /// The host's next generation: a new VM under a new launch key, a new host token, and every
@@ -156,9 +158,32 @@ extension Store {
         }
     }
 
+    /// A step attempt to begin: its idempotency key and, for a waiting step, its deadline.
+    public struct NewAttempt: Sendable {
+        public var step: Step
+        public var key: String
+        public var deadline: Date?
+        public init(step: Step, key: String, deadline: Date?) {
+            self.step = step
+            self.key = key
+            self.deadline = deadline
+        }
+    }
+
     @discardableResult
     public func update(_ host: HostRecord, _ change: HostUpdate, now: Date) throws -> HostRecord {
-        try write { db in try apply(change, to: host, now: now, db: db) }
+        try advance(host, change, now: now).host
+    }
+
+    /// `update`, also returning the attempt it began (`change.newAttempt`).
+    public func advance(_ host: HostRecord, _ change: HostUpdate, now: Date) throws -> (host: HostRecord, attempt: AttemptRecord?) {
+        try write { db in
+            let row = try apply(change, to: host, now: now, db: db)
+            guard let new = change.newAttempt else { return (row, nil) }
+            let attempt = try Self.insertAttempt(
+                db, hostID: host.id, step: new.step, generation: row.generation, key: new.key, deadline: new.deadline, now: now)
+            return (row, attempt)
+        }
     }
 
     func apply(_ change: HostUpdate, to host: HostRecord, now: Date, db: Database) throws -> HostRecord {
@@ -224,11 +249,20 @@ extension Store {
     /// What a host's current step runs under: the unfinished attempt a crash or a waiting step left,
     /// or else a new one (`fresh`) committed here, before any external call, with the idempotency key
     /// and deadline `newAttempt` gives. `newAttempt` returns nil when the host runs no step now.
-    /// One transaction: the host, its open attempt and the new attempt are read and written together.
+    /// A read when there is nothing to begin (the usual case: the engine begins most attempts with the
+    /// transition into their step); else one write transaction that reads and inserts together.
     public func claimStep(
         hostID id: String, now: Date, newAttempt: (HostRecord, Step) -> (key: String, deadline: Date?)?
     ) throws -> (host: HostRecord, attempt: AttemptRecord?, fresh: Bool)? {
-        try write { db in
+        let seen = try read { db -> (host: HostRecord, attempt: AttemptRecord?, fresh: Bool)?? in
+            guard let host = try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
+            else { return .some(nil) }
+            guard let step = host.step, newAttempt(host, step) != nil else { return (host, nil, false) }
+            if let open = try Self.openAttempt(db, hostID: id, step: step, generation: host.generation) { return (host, open, false) }
+            return nil  // an attempt to begin: in a write transaction
+        }
+        if let seen { return seen }
+        return try write { db in
             guard let host = try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
             else { return nil }
             guard let step = host.step, let new = newAttempt(host, step) else { return (host, nil, false) }
