@@ -6,12 +6,16 @@ import Synchronization
 /// A clock that moves only when told to.
 public final class ManualClock: EngineClock, Sendable {
     private let current: Mutex<Date>
+    private let sleepCalls = Mutex(0)
     public init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { current = Mutex(start) }
+    /// How often someone asked to sleep (a loop that spins asks thousands of times a second).
+    public var sleeps: Int { sleepCalls.withLock { $0 } }
     public var now: Date { current.withLock { $0 } }
     public func advance(by duration: Duration) { current.withLock { $0 = $0.addingTimeInterval(duration.seconds) } }
     public func set(_ date: Date) { current.withLock { $0 = date } }
     /// Sleeps in real time until the manual time passes `deadline` (polling), or cancellation.
     public func sleep(until deadline: Date) async throws {
+        sleepCalls.withLock { $0 += 1 }
         while now < deadline { try await Task.sleep(for: .milliseconds(5)) }
     }
 }

@@ -27,7 +27,13 @@ public final class FakeCloud: CloudProvider, Sendable {
     public let encryptVolumes: Bool
     public let requireMetadataTokens: Bool
 
-    public init(pendingDescribes: Int = 0, encryptVolumes: Bool = true, requireMetadataTokens: Bool = true) {
+    /// Real time each launch takes (to keep the engine's slots busy).
+    public let launchDelay: Duration
+
+    public init(
+        pendingDescribes: Int = 0, encryptVolumes: Bool = true, requireMetadataTokens: Bool = true, launchDelay: Duration = .zero
+    ) {
+        self.launchDelay = launchDelay
         self.pendingDescribes = pendingDescribes
         self.encryptVolumes = encryptVolumes
         self.requireMetadataTokens = requireMetadataTokens
@@ -50,6 +56,7 @@ public final class FakeCloud: CloudProvider, Sendable {
 
     public func launch(_ request: LaunchRequest) async throws -> Instance {
         count("launch")
+        if launchDelay > .zero { try await Task.sleep(for: launchDelay) }
         return try faults.perform("launch") {
             try state.withLock { s in
                 if let id = s.launchKeys[request.idempotencyKey], let existing = s.instances[id] {

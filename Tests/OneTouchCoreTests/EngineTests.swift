@@ -270,6 +270,22 @@ struct EngineTests {
         #expect(bed.cloud.volumesCreated == 40)
     }
 
+    @Test func hostsDueWhileEverySlotIsTakenWaitForASlotWithoutSpinning() async throws {
+        var options = EngineTestBed.defaultOptions
+        options.concurrency = 1
+        let bed = try EngineTestBed(cloud: FakeCloud(launchDelay: .milliseconds(400)), options: options)
+        defer { bed.remove() }
+        for name in ["web-01", "web-02", "web-03"] { try await bed.create(name) }
+        let engine = bed.engine
+        let running = Task { try await engine.run() }
+        try await Task.sleep(for: .milliseconds(1000))
+        running.cancel()
+        _ = await running.result
+        #expect(bed.cloud.calls("launch") >= 2, "the hosts took turns")
+        // Spinning on the past due time of the waiting hosts asked the clock thousands of times.
+        #expect(bed.clock.sleeps < 100, "\(bed.clock.sleeps) looks at the schedule in one second")
+    }
+
     @Test func secondEngineOnTheSameDatabaseIsRefusedByTheLease() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -166,6 +167,35 @@ def moto_requests(base: Path) -> int:
         return 0
 
 
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """CPU time (user + system) of a process, or of its children that have exited and been waited
+    for (e.g. the kadmin runs of `serve` and of the host agent), from /proc; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # after the command: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
+    return sum(int(x) for x in (fields[13:15] if children else fields[11:13])) / os.sysconf("SC_CLK_TCK")
+
+
+def testbed_pids(stack: Stack) -> dict[str, tuple[int, bool]]:
+    """Every process of one measurement (and the children of some), by role: (pid, children)."""
+    pids = {}
+    if stack.proc:
+        pids["onetouch serve"] = (stack.proc.pid, False)
+        pids["kadmin runs of onetouch"] = (stack.proc.pid, True)
+    for role, key in (("moto", "MOTO_PID"), ("fault front", "FRONT_PID"), ("host agent", "AGENT_PID")):
+        if stack.ec2.get(key, "").isdigit():
+            pids[role] = (int(stack.ec2[key]), False)
+    if stack.ec2.get("AGENT_PID", "").isdigit():
+        pids["kadmin runs of the host agent"] = (int(stack.ec2["AGENT_PID"]), True)
+    for role, key in (("krb5kdc", "KDC_PID"), ("kadmind", "KADMIND_PID")):
+        if stack.krb.get(key, "").isdigit():
+            pids[role] = (int(stack.krb[key]), False)
+    return pids
+
+
 def save_logs(label: str, base: Path, names: list[str]) -> Path:
     dest = LOGS / label
     dest.mkdir(parents=True, exist_ok=True)
@@ -201,6 +231,8 @@ def run_onetouch(n: int, throttle: bool, client_buckets: bool, timeout: float, k
             stats0 = stack.front_stats()
             assert stats0["config"]["throttle"] == throttle, stats0["config"]
             moto0 = moto_requests(base)
+            pids = testbed_pids(stack)
+            cpu0 = {role: cpu_seconds(*pid) for role, pid in pids.items()}
             names = [f"bench-{i:04d}" for i in range(n)]
             ready_at: dict[str, float] = {}
             create_errors: list[str] = []
@@ -244,6 +276,7 @@ def run_onetouch(n: int, throttle: bool, client_buckets: bool, timeout: float, k
                     log(f"{label}: {now:.0f} s {json.dumps(by_state)}")
                 time.sleep(POLL)
             wall = time.monotonic() - start
+            cpu = {role: round(cpu_seconds(*pid) - cpu0[role], 2) for role, pid in pids.items()}
             stats = stack.front_stats()  # snapshot at the moment all are settled
             moto_total = moto_requests(base) - moto0
             pool.shutdown(wait=True)
@@ -254,7 +287,7 @@ def run_onetouch(n: int, throttle: bool, client_buckets: bool, timeout: float, k
             failed = sorted((h for h in hosts if h["state"] != "ready"), key=lambda h: h["state"] != "failed")
             times = list(ready_at.values())
             result.update(
-                wall_s=wall, settled=settled, created_s=created_s, ready=states.get("ready", 0),
+                wall_s=wall, settled=settled, created_s=created_s, ready=states.get("ready", 0), cpu_s=cpu,
                 failed=n - states.get("ready", 0), states=states, calls=counts["total"],
                 throttled=counts["throttled"], per_action=counts["perAction"],
                 by_outcome=counts["byOutcome"], create_errors=create_errors[:5],
@@ -328,6 +361,9 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
             ]
             out = open(base / "ansible.log", "wb")
             log(f"{label}: ansible-playbook, mode {mode}, {n} instances")
+            pids = testbed_pids(stack)
+            cpu0 = {role: cpu_seconds(*pid) for role, pid in pids.items()}
+            children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.monotonic()
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=ansible_env(base),
                                     cwd=ROOT, start_new_session=True)
@@ -344,6 +380,10 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
                 time.sleep(0.1)
             wall = time.monotonic() - start
             out.close()
+            cpu = {role: round(cpu_seconds(*pid) - cpu0[role], 2) for role, pid in pids.items()}
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)  # ansible-playbook and its workers, reaped
+            cpu["ansible-playbook (with its workers)"] = round(
+                children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime, 2)
             stats = stack.front_stats()
             moto_total = moto_requests(base) - moto0
             counts = ec2_counts(stats, stats0)
@@ -357,7 +397,7 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
                      if line.startswith("localhost") and "ok=" in line]
             result.update(
                 wall_s=wall, settled=not timed_out, timed_out=timed_out, rc=proc.returncode, ready=running,
-                failed=n - running, calls=counts["total"], throttled=counts["throttled"],
+                failed=n - running, calls=counts["total"], throttled=counts["throttled"], cpu_s=cpu,
                 per_action=counts["perAction"], by_outcome=counts["byOutcome"], moto_requests=moto_total, recap=recap[-1:] if recap else [],
             )
             log(f"{label}: rc {proc.returncode}, {running}/{n} running in {wall:.1f} s, {counts['total']} EC2 calls"
@@ -469,6 +509,11 @@ def report(results: list[dict], args, notes: list[str]) -> str:
         lines.append(f"- {r['tool']} {r['mode']}, N={r['n']}, throttling {throttling(r)}: {per}{thr}"
                      f" [moto served {moto / r['n']:.1f} requests per host from all clients{share}; "
                      f"load average at start {r['load']:.1f}]")
+        if r.get("cpu_s"):
+            total = sum(r["cpu_s"].values())
+            lines.append("  CPU seconds while it ran (2 cores = 2 s per wall second): " + ", ".join(
+                f"{role} {secs:.1f}" for role, secs in sorted(r["cpu_s"].items(), key=lambda kv: -kv[1]))
+                + f"; total {total:.1f} over {r['wall_s']:.1f} s of wall time")
     lines += [
         "",
         "Targets (issue): onetouch ≤ 25 ms wall per host at N = 100 without throttling; ≤ 4.5 EC2 calls per host on "

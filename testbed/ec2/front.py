@@ -21,6 +21,9 @@ included, so moto's optional signature check still works) and adds:
 Control endpoints on the same port (JSON):
   GET  /_front/health   200 {"status":"ok",...} when moto answers, 503 otherwise
   GET  /_front/stats    counters, current config, sizes of the token / lag stores
+  GET  /_front/launched?after=N   instance ids moto launched through the front, from the N-th on
+                                  ({"instances": [...], "next": M}); lets the host agent find new
+                                  instances without describing every instance moto has
   GET  /_front/config   current config
   POST /_front/config   partial update, e.g. {"throttle":false,"error_rate":0.1,"lag_seconds":2}
                         or {"refused_kms_keys":["arn:aws:kms:us-east-1:123456789012:key/..."]}
@@ -509,6 +512,8 @@ class Front:
         self.buckets = TokenBuckets()
         self.tokens = TokenStore()
         self.visibility = Visibility()
+        self.launched: list[str] = []  # every instance id RunInstances created, in order
+        self.launched_lock = threading.Lock()
         self.log = log or (lambda line: None)
 
     # ---- moto access ------------------------------------------------------------------------
@@ -536,6 +541,8 @@ class Front:
         self.tokens.clear()
         self.visibility.clear()
         self.buckets.clear()
+        with self.launched_lock:
+            self.launched.clear()
         try:
             status, _, _ = self.call_moto("POST", "/moto-api/reset", {"Content-Length": "0"}, b"")
             return status == 200
@@ -623,6 +630,9 @@ class Front:
         if status == 200 and action in IDEMPOTENT_ACTIONS:
             instances, volumes = created_ids(action, data)
             self.visibility.hide(instances + volumes, cfg.lag_seconds)
+            if instances:
+                with self.launched_lock:
+                    self.launched.extend(instances)
         kept = [(k, v) for k, v in resp_headers if k.lower() not in SKIP_RESPONSE_HEADERS]
         return Reply(status, kept, data, "lost" if lose else "forwarded", lose=lose)
 
@@ -806,6 +816,17 @@ class Handler(BaseHTTPRequestHandler):
             doc["hiddenIds"] = len(front.visibility.hidden_now())
             doc["config"] = asdict(front.current_config())
             self.send_json(200, doc)
+        elif path == "/_front/launched" and self.command == "GET":
+            query = dict(parse_qsl(urlsplit(self.path).query))
+            try:
+                after = max(0, int(query.get("after", "0")))
+            except ValueError:
+                self.send_json(400, {"error": "after must be a number"})
+                return
+            with front.launched_lock:
+                ids = front.launched[after:]
+                total = len(front.launched)
+            self.send_json(200, {"instances": ids, "next": total})
         elif path == "/_front/config" and self.command == "GET":
             self.send_json(200, asdict(front.current_config()))
         elif path == "/_front/config" and self.command == "POST":

@@ -238,6 +238,8 @@ class HostRunner(threading.Thread):
                 state.update(self.iid, status=stop.status)
         finally:
             self.token = ""
+            with self.agent.active_lock:
+                self.agent.active.discard(self.iid)
 
     def protocol(self) -> None:
         env = self.read_host_env()
@@ -323,18 +325,16 @@ class HostRunner(threading.Thread):
             raise HostFailure(f"enrollment request refused: HTTP {status}")
 
     def wait_for_volume(self) -> str:
-        """Poll moto until a tagged, non-root volume is attached to this instance."""
+        """Wait until a tagged, non-root volume is attached to this instance (seen by the agent's
+        shared VolumeWatch: a real VM sees its device locally, so the simulation polls moto once for
+        all waiting hosts, not once per host)."""
         root = root_volume_id(self.instance)
         deadline = time.monotonic() + self.agent.args.deadline
         self.event("waiting for the data volume")
+        watch = self.agent.volumes
         while True:
-            try:
-                volumes = self.agent.ec2.describe_volumes(
-                    Filters=[{"Name": "attachment.instance-id", "Values": [self.iid]}]
-                )["Volumes"]
-            except Exception as exc:
-                self.event(f"DescribeVolumes failed ({exc}); retrying", logging.WARNING)
-                volumes = []
+            volumes = watch.attached_to(self.iid, timeout=1.0)
+            self.check_alive()
             for vol in sorted(volumes, key=lambda v: v["VolumeId"]):
                 tagged = any(t["Key"] == TAG_HOST_ID for t in vol.get("Tags", []))
                 attached = any(
@@ -344,7 +344,6 @@ class HostRunner(threading.Thread):
                     return vol["VolumeId"]
             if time.monotonic() > deadline:
                 raise HostFailure(f"no tagged data volume attached after {self.agent.args.deadline:.0f} s")
-            self.sleep(0.3)
 
     def pull_config(self) -> None:
         names = {self.host_id, self.tag_host_id, self.name_tag} - {""}
@@ -462,6 +461,58 @@ class HostRunner(threading.Thread):
 # --------------------------------------------------------------------------------------------
 
 
+class VolumeWatch(threading.Thread):
+    """One DescribeVolumes (filtered by attachment.instance-id) every `interval` seconds for every
+    host thread that waits for its data volume; the waiters block on a condition until a poll after
+    they started waiting has answered."""
+
+    def __init__(self, agent: "Agent", interval: float):
+        super().__init__(daemon=True, name="volume-watch")
+        self.agent = agent
+        self.interval = interval
+        self.changed = threading.Condition()
+        self.waiting: dict[str, int] = {}  # instance id -> number of waiting threads
+        self.seen: dict[str, list[dict]] = {}  # instance id -> volumes attached to it at the last poll
+        self.polls = 0
+
+    def attached_to(self, iid: str, timeout: float) -> list[dict]:
+        with self.changed:
+            self.waiting[iid] = self.waiting.get(iid, 0) + 1
+            try:
+                start = self.polls
+                self.changed.notify_all()  # wake the poller if it idles
+                self.changed.wait_for(lambda: self.polls > start + 1 or self.agent.stopping.is_set(), timeout)
+                return list(self.seen.get(iid, []))
+            finally:
+                self.waiting[iid] -= 1
+                if not self.waiting[iid]:
+                    del self.waiting[iid]
+
+    def run(self) -> None:
+        while not self.agent.stopping.is_set():
+            with self.changed:
+                if not self.waiting:
+                    self.changed.wait(1.0)
+                    continue
+                ids = sorted(self.waiting)
+            seen: dict[str, list[dict]] = {}
+            try:
+                for vol in self.agent.ec2.describe_volumes(
+                    Filters=[{"Name": "attachment.instance-id", "Values": ids}]
+                )["Volumes"]:
+                    for a in vol.get("Attachments", []):
+                        seen.setdefault(a.get("InstanceId"), []).append(vol)
+            except Exception as exc:
+                log.warning("DescribeVolumes failed (%s); retrying", exc)
+                seen = None
+            with self.changed:
+                if seen is not None:
+                    self.seen = seen
+                self.polls += 1
+                self.changed.notify_all()
+            self.agent.stopping.wait(self.interval)
+
+
 class Agent:
     def __init__(self, args):
         self.args = args
@@ -476,24 +527,66 @@ class Agent:
         self.state = StateStore(args.state)
         self.keytab_dir = args.keytab_dir or tempfile.mkdtemp(prefix="onetouch-keytabs-")
         self.stopping = threading.Event()
-        self.running: frozenset[str] = frozenset()  # replaced wholesale by each successful poll
+        self.running: frozenset[str] = frozenset()  # running instances, as of the last look at each
         self.started: set[str] = set()  # instances handled by this process
+        self.active: set[str] = set()  # instances whose host thread still runs
+        self.active_lock = threading.Lock()
+        # With --front: new instance ids come from the front's launch feed (cheap), and moto is asked
+        # only about those and about the active ones; describing every instance moto has takes
+        # about a second with 100 of them and would slow everything else moto does.
+        self.launch_cursor = 0
+        self.unseen: dict[str, float] = {}  # launched, not yet seen running (id -> first heard of)
+        self.last_liveness = 0.0
+        self.volumes = VolumeWatch(self, interval=0.3)
 
-    def poll_running(self) -> list[dict]:
-        pages = self.ec2.get_paginator("describe_instances").paginate(
-            Filters=[
-                {"Name": "tag-key", "Values": [TAG_HOST_ID]},
-                {"Name": "instance-state-name", "Values": ["running"]},
-            ]
-        )
+    def poll_running(self, ids: list[str] | None = None) -> list[dict]:
+        filters = [
+            {"Name": "tag-key", "Values": [TAG_HOST_ID]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+        if ids is not None:
+            filters.append({"Name": "instance-id", "Values": ids})
+        pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
         return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+
+    def look(self) -> list[dict]:
+        """The running, tagged instances to know about now; updates `running`."""
+        if not self.args.front:
+            instances = self.poll_running()
+            self.running = frozenset(i["InstanceId"] for i in instances)
+            return instances
+        with urllib.request.urlopen(f"{self.args.front}/_front/launched?after={self.launch_cursor}", timeout=10) as r:
+            feed = json.loads(r.read())
+        if feed["next"] < self.launch_cursor:  # the front was reset: read its feed from the start
+            self.launch_cursor = 0
+            return []
+        now = time.monotonic()
+        for iid in feed["instances"]:
+            self.unseen.setdefault(iid, now)
+        self.launch_cursor = feed["next"]
+        # Instances that never show up as running and tagged (someone else's, or terminated) are dropped.
+        self.unseen = {iid: t for iid, t in self.unseen.items() if now - t < 60}
+        ids = set(self.unseen)
+        if now - self.last_liveness >= 1.0:
+            with self.active_lock:
+                ids |= self.active
+            self.last_liveness = now
+        if not ids:
+            return []
+        instances = self.poll_running(sorted(ids))
+        seen = {i["InstanceId"] for i in instances}
+        self.running = frozenset((self.running - ids) | seen)
+        for iid in seen:
+            self.unseen.pop(iid, None)
+        return instances
 
     def run(self) -> None:
         log.info("agent started: moto=%s region=%s state=%s", self.args.moto, self.args.region, self.args.state)
+        self.volumes.start()
         failing = False
         while not self.stopping.is_set():
             try:
-                instances = self.poll_running()
+                instances = self.look()
             except Exception as exc:
                 if not failing:
                     log.warning("DescribeInstances against moto failed: %s (will keep trying)", exc)
@@ -503,7 +596,6 @@ class Agent:
             if failing:
                 log.info("moto reachable again")
                 failing = False
-            self.running = frozenset(i["InstanceId"] for i in instances)
             for instance in instances:
                 iid = instance["InstanceId"]
                 if iid in self.started:
@@ -511,6 +603,8 @@ class Agent:
                 self.started.add(iid)
                 if self.state.get(iid).get("status") in TERMINAL:
                     continue  # done in an earlier run
+                with self.active_lock:
+                    self.active.add(iid)
                 HostRunner(self, instance).start()
             self.stopping.wait(self.args.interval)
         log.info("agent stopping")
@@ -529,6 +623,8 @@ def main(argv=None) -> int:
     p.add_argument("--kadmin", help="kadmin binary for MIT enrollment (needs KRB5_CONFIG in the environment)")
     p.add_argument("--keytab-dir", help="where keytabs go (default: a new temporary directory)")
     p.add_argument("--interval", type=float, default=0.2, help="seconds between DescribeInstances polls")
+    p.add_argument("--front", help="the fault front's URL: learn new instances from its launch feed "
+                                   "(GET /_front/launched) instead of describing every instance in moto")
     p.add_argument("--deadline", type=float, default=900.0, help="seconds any single wait or retry loop may take")
     args = p.parse_args(argv)
 

@@ -555,6 +555,21 @@ def test_control_endpoints(front):
     assert status == 404
 
 
+def test_launch_feed_lists_what_moto_launched_from_the_nth_on_once_per_instance(front):
+    first = front.ec2.run_instances(**run_kwargs(ClientToken="feed-1"))["Instances"][0]["InstanceId"]
+    front.ec2.run_instances(**run_kwargs(ClientToken="feed-1"))  # a replay launches nothing
+    second = front.ec2.run_instances(**run_kwargs())["Instances"][0]["InstanceId"]
+    front.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)  # volumes are not launches
+    status, doc = http_json("GET", f"{front.url}/_front/launched")
+    assert status == 200 and doc == {"instances": [first, second], "next": 2}
+    status, doc = http_json("GET", f"{front.url}/_front/launched?after=1")
+    assert doc == {"instances": [second], "next": 2}
+    status, doc = http_json("GET", f"{front.url}/_front/launched?after=x")
+    assert status == 400
+    http_json("POST", f"{front.url}/_front/reset")
+    assert http_json("GET", f"{front.url}/_front/launched")[1] == {"instances": [], "next": 0}
+
+
 def test_other_services_pass_through_untouched(front):
     front.config(error_rate=1.0)
     iam = boto3.client(

@@ -86,7 +86,7 @@ public final class Engine: Service, Sendable {
                     leaseRenewal = now.addingTimeInterval(options.leaseTTL.seconds / 3)
                 }
                 let free = options.concurrency - (await scheduler.inFlightCount)
-                let ids = await scheduler.takeDue(now: now, limit: free)
+                let ids = free > 0 ? await scheduler.takeDue(now: now, limit: free) : []
                 for id in ids {
                     group.addTask {
                         await self.process(id)
@@ -95,7 +95,9 @@ public final class Engine: Service, Sendable {
                 }
                 if !ids.isEmpty { continue }
                 var wakeAt = min(leaseRenewal, now.addingTimeInterval(options.idleInterval.seconds))
-                if let next = await scheduler.nextDue() { wakeAt = min(wakeAt, next) }
+                // With every slot taken, hosts that are due wait for one to free up (a change), not for
+                // their due time, which has passed: looking again at once would spin.
+                if free > 0, let next = await scheduler.nextDue() { wakeAt = min(wakeAt, next) }
                 await waitForChange(until: wakeAt)
             }
         }
