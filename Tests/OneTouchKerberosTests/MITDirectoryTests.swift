@@ -37,6 +37,19 @@ final class Realm: @unchecked Sendable {
     }
 
     /// What the bootstrap script does on the host: `kadmin -p host/NAME ktadd` with the password on stdin.
+    /// Settings whose kadmin is a wrapper that appends every argument list it is started with to
+    /// `argvLog` (one line per run), then runs the real kadmin.
+    func recordingKadmin() throws -> (settings: MITDirectory.Settings, argvLog: String) {
+        let argvLog = directory + "/argv.log"
+        let wrapper = directory + "/kadmin-recording"
+        try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \(argvLog)\nexec /usr/bin/kadmin \"$@\"\n".write(
+            toFile: wrapper, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: wrapper)
+        var settings = self.settings
+        settings.kadmin = wrapper
+        return (settings, argvLog)
+    }
+
     func enrollAsHost(principal: String, password: Secret) throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/kadmin")
@@ -93,13 +106,7 @@ struct MITDirectoryTests {
     @Test func aNewHostTakesOneKadminRunAndItsBaselineIsTheRealKeyVersion() async throws {
         let realm = try Realm()
         defer { realm.stop() }
-        let argvLog = realm.directory + "/argv.log"
-        let wrapper = realm.directory + "/kadmin-counting"
-        try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \(argvLog)\nexec /usr/bin/kadmin \"$@\"\n".write(
-            toFile: wrapper, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: wrapper)
-        var settings = realm.settings
-        settings.kadmin = wrapper
+        let (settings, argvLog) = try realm.recordingKadmin()
         let directory = MITDirectory(settings: settings)
         let host = DirectoryHost(fqdn: "web-05.onetouch.test")
         let registration = try await directory.preregister(host, proposedPassword: SecretBox.oneTimePassword())

@@ -78,13 +78,7 @@ struct SecretCanaryTests {
         let realm = try Realm()
         defer { realm.stop() }
         // kadmin through a wrapper that records every argument list it is started with.
-        let argvLog = realm.directory + "/argv.log"
-        let wrapper = realm.directory + "/kadmin-wrapper"
-        try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \(argvLog)\nexec /usr/bin/kadmin \"$@\"\n".write(
-            toFile: wrapper, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: wrapper)
-        var settings = realm.settings
-        settings.kadmin = wrapper
+        let (settings, argvLog) = try realm.recordingKadmin()
         let run = try await Self.run(directory: MITDirectory(settings: settings), base: realm.directory, plantPassword: true) {
             info, otp in try realm.enrollAsHost(principal: info.principal, password: otp) == 0
         }

@@ -335,6 +335,46 @@ def ansible_env(base: Path) -> dict:
     return env
 
 
+def run_moto_floor(n: int) -> dict:
+    """What moto alone needs for the EC2 work of N hosts: each host's RunInstances (own ClientToken,
+    tags, one instance), CreateVolume (encrypted, KMS key) and AttachVolume, one host after another,
+    straight to moto (no front, no orchestrator).  moto serves one request at a time, so this is the
+    wall-time floor any tool meets on this test bed for that work."""
+    label = f"moto-floor-{n}"
+    result = {"tool": "moto alone", "mode": "the EC2 calls of N hosts, serially", "n": n, "throttle": False,
+              "load": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory(prefix="onetouch-bench-") as d:
+        base = Path(d)
+        log(f"{label}: starting the test bed in {base}")
+        stack = make_stack(base, False)
+        try:
+            e, ec2 = stack.ec2, stack.ec2_client
+            pids = testbed_pids(stack)
+            cpu0 = {role: cpu_seconds(*pid) for role, pid in pids.items()}
+            start = time.monotonic()
+            for i in range(n):
+                tags = [{"Key": "Name", "Value": f"floor-{i:04d}"}]
+                instance = ec2.run_instances(
+                    ImageId=e["AMI_ID"], InstanceType="t3.small", MinCount=1, MaxCount=1, SubnetId=e["SUBNET_ID"],
+                    SecurityGroupIds=[e["SECURITY_GROUP_ID"]], ClientToken=f"floor-{i}",
+                    MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
+                    TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
+                )["Instances"][0]
+                volume = ec2.create_volume(
+                    AvailabilityZone=instance["Placement"]["AvailabilityZone"], Size=10, Encrypted=True,
+                    KmsKeyId=e["KMS_KEY_ARN"], ClientToken=f"floor-vol-{i}",
+                    TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])
+                ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=instance["InstanceId"], Device="/dev/sdf")
+            wall = time.monotonic() - start
+            cpu = {role: round(cpu_seconds(*pid) - cpu0[role], 2) for role, pid in pids.items()}
+            result.update(wall_s=wall, settled=True, ready=n, failed=0, calls=3 * n, throttled=0,
+                          per_action={"RunInstances": n, "CreateVolume": n, "AttachVolume": n}, cpu_s=cpu)
+            log(f"{label}: {n} hosts' EC2 calls in {wall:.1f} s")
+        finally:
+            stack.stop()
+    return result
+
+
 def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
     label = f"ansible-{mode}-{n}-{'throttled' if throttle else 'unthrottled'}"
     result = {"tool": "Ansible", "mode": mode, "n": n, "throttle": throttle, "load": os.getloadavg()[0]}
@@ -445,7 +485,7 @@ def row(r: dict) -> str:
         ratio = f"{wall / fl:.2f} × {fl:.1f} s" if fl else "—"
     else:
         ratio = "—"
-    status = f"{r['ready']}/{n} {'running' if r['tool'] == 'Ansible' else 'ready'}"
+    status = f"{r['ready']}/{n} {'running' if r['tool'] == 'Ansible' else 'ready' if r['tool'] == 'onetouch' else 'done'}"
     if r["failed"]:
         status += f", **{r['failed']} not**"
     if not r.get("settled", True):
@@ -552,6 +592,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="100,500", help="comma-separated host counts (default 100,500)")
     p.add_argument("--onetouch", choices=("yes", "no"), default="yes")
+    p.add_argument("--floor", choices=("yes", "no"), default="yes",
+                   help="also time moto alone doing the EC2 calls of N hosts one after another (throttling off only)")
     p.add_argument("--ansible", choices=("yes", "no"), default="yes")
     p.add_argument("--ansible-modes", default="loop,count", help="loop and/or count (default both)")
     p.add_argument("--throttle", default="off,on",
@@ -603,6 +645,8 @@ def main() -> int:
 
     for n in sizes:
         for throttle, client_buckets in throttles:
+            if args.floor == "yes" and not throttle and not client_buckets:
+                add(run_moto_floor(n))
             if args.onetouch == "yes":
                 add(run_onetouch(n, throttle, client_buckets, args.timeout, args.keep_logs))
             if have_ansible and (throttle or not client_buckets):  # Ansible once per front setting

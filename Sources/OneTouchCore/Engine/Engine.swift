@@ -120,13 +120,26 @@ public final class Engine: Service, Sendable {
         let hosts = try store.unfinishedHosts()
         let now = clock.now
         // Waiting hosts are looked at once right away: a host may have reported while no engine ran.
-        for host in hosts { await scheduler.schedule(host.id, at: host.waiting ? now : host.nextAt ?? now) }
+        for host in hosts {
+            await scheduler.schedule(host.id, at: host.waiting ? now : host.nextAt ?? now, priority: host.waiting ? Self.woken : 0)
+        }
         return hosts.count
     }
 
     /// Asks the engine to look at a host now (a new host, a report, a command).
     public func wake(_ hostID: String) async {
-        await scheduler.schedule(hostID, at: clock.now)
+        await scheduler.schedule(hostID, at: clock.now, priority: Self.woken)
+    }
+
+    /// Scheduling priority of a host someone is waiting on (it reported, or a command was given).
+    static let woken = 100
+
+    /// Scheduling priority by how far along the host is: a host nearer to ready goes first.
+    static func priority(_ state: HostState) -> Int {
+        switch state {
+        case .running(let step), .waiting(let step), .destroying(let step): return 1 + (Step.allCases.firstIndex(of: step) ?? 0)
+        default: return 0
+        }
     }
 
     /// Processes every host that is due now, repeatedly, until none is due at the current time.
@@ -232,7 +245,7 @@ public final class Engine: Service, Sendable {
         }
         let (row, attempt) = try store.advance(host, update, now: clock.now)
         if let step, let attempt { return Continuation(host: row, attempt: attempt, step: step, facts: update.facts ?? facts) }
-        if case .some(.some(let at)) = update.nextAt { await scheduler.schedule(host.id, at: at) }
+        if case .some(.some(let at)) = update.nextAt { await scheduler.schedule(host.id, at: at, priority: Self.priority(state)) }
         return nil
     }
 
@@ -332,7 +345,7 @@ public final class Engine: Service, Sendable {
             if update.state != nil || facts != previousFacts || host.nextAt != deadline {
                 try store.update(host, update, now: now)
             }
-            await scheduler.schedule(host.id, at: deadline)
+            await scheduler.schedule(host.id, at: deadline, priority: Self.priority(host.hostState))
         case .nextGeneration(let reason):
             attempt.finishedAt = now
             attempt.outcome = .abandoned
@@ -354,7 +367,7 @@ public final class Engine: Service, Sendable {
             update.facts = facts
             update.nextAt = .some(next)
             if facts != previousFacts { try store.update(host, update, now: now) }
-            await scheduler.schedule(host.id, at: next)
+            await scheduler.schedule(host.id, at: next, priority: Self.priority(host.hostState))
         }
         return nil
     }
@@ -392,7 +405,7 @@ public final class Engine: Service, Sendable {
                     metadata: [
                         "host.id": "\(host.id)", "step": "\(step.rawValue)", "attempt": "\(attempt.attempt)", "error": "\(error.message)",
                     ])
-                await scheduler.schedule(host.id, at: next)
+                await scheduler.schedule(host.id, at: next, priority: Self.priority(host.hostState))
                 return
             }
         }
