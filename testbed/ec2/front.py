@@ -21,9 +21,11 @@ included, so moto's optional signature check still works) and adds:
 Control endpoints on the same port (JSON):
   GET  /_front/health   200 {"status":"ok",...} when moto answers, 503 otherwise
   GET  /_front/stats    counters, current config, sizes of the token / lag stores
-  GET  /_front/launched?after=N   instance ids moto launched through the front, from the N-th on
-                                  ({"instances": [...], "next": M}); lets the host agent find new
-                                  instances without describing every instance moto has
+  GET  /_front/launched?after=N   instance ids moto launched through the front, from the N-th on,
+                                  every id terminated and every (volume, instance) attached through it
+                                  ({"instances": [...], "next": M, "terminated": [...], "attachments":
+                                  [[vol, instance], ...]}); lets the host agent follow its instances
+                                  without describing everything moto has
   GET  /_front/config   current config
   POST /_front/config   partial update, e.g. {"throttle":false,"error_rate":0.1,"lag_seconds":2}
                         or {"refused_kms_keys":["arn:aws:kms:us-east-1:123456789012:key/..."]}
@@ -513,6 +515,8 @@ class Front:
         self.tokens = TokenStore()
         self.visibility = Visibility()
         self.launched: list[str] = []  # every instance id RunInstances created, in order
+        self.terminated: set[str] = set()  # every instance id TerminateInstances was accepted for
+        self.attachments: list[tuple[str, str]] = []  # (volume, instance) of every accepted AttachVolume
         self.launched_lock = threading.Lock()
         self.log = log or (lambda line: None)
 
@@ -543,6 +547,8 @@ class Front:
         self.buckets.clear()
         with self.launched_lock:
             self.launched.clear()
+            self.terminated.clear()
+            self.attachments.clear()
         try:
             status, _, _ = self.call_moto("POST", "/moto-api/reset", {"Content-Length": "0"}, b"")
             return status == 200
@@ -615,6 +621,12 @@ class Front:
                 return reply
 
         reply = self.forward(method, path, headers, body, action, cfg, lose)
+        if action == "TerminateInstances" and reply.status == 200:
+            with self.launched_lock:
+                self.terminated.update(v for k, v in params.items() if k.startswith("InstanceId."))
+        if action == "AttachVolume" and reply.status == 200 and params.get("VolumeId") and params.get("InstanceId"):
+            with self.launched_lock:
+                self.attachments.append((params["VolumeId"], params["InstanceId"]))
         if refused and 200 <= reply.status < 300:
             self.roll_back_volume(reply, headers, path)
         if reply.status == 200 and hidden:
@@ -826,7 +838,9 @@ class Handler(BaseHTTPRequestHandler):
             with front.launched_lock:
                 ids = front.launched[after:]
                 total = len(front.launched)
-            self.send_json(200, {"instances": ids, "next": total})
+                terminated = sorted(front.terminated)
+                attachments = [list(pair) for pair in front.attachments]
+            self.send_json(200, {"instances": ids, "next": total, "terminated": terminated, "attachments": attachments})
         elif path == "/_front/config" and self.command == "GET":
             self.send_json(200, asdict(front.current_config()))
         elif path == "/_front/config" and self.command == "POST":

@@ -496,10 +496,17 @@ class VolumeWatch(threading.Thread):
                     continue
                 ids = sorted(self.waiting)
             seen: dict[str, list[dict]] = {}
+            if self.agent.args.front:
+                # Only the volumes the front saw attached to a waiting instance, by id: describing by
+                # attachment makes moto look at every volume for every waiting instance.
+                attached = self.agent.attached
+                volume_ids = sorted({v for iid in ids for v in attached.get(iid, ())})
+                filters = [{"Name": "volume-id", "Values": volume_ids}]
+            else:
+                volume_ids = ids
+                filters = [{"Name": "attachment.instance-id", "Values": ids}]
             try:
-                for vol in self.agent.ec2.describe_volumes(
-                    Filters=[{"Name": "attachment.instance-id", "Values": ids}]
-                )["Volumes"]:
+                for vol in self.agent.ec2.describe_volumes(Filters=filters)["Volumes"] if volume_ids else []:
                     for a in vol.get("Attachments", []):
                         seen.setdefault(a.get("InstanceId"), []).append(vol)
             except Exception as exc:
@@ -538,6 +545,7 @@ class Agent:
         self.unseen: dict[str, float] = {}  # launched, not yet seen running (id -> first heard of)
         self.last_liveness = 0.0
         self.volumes = VolumeWatch(self, interval=0.3)
+        self.attached: dict[str, set[str]] = {}  # with --front: instance -> volumes attached through it
 
     def poll_running(self, ids: list[str] | None = None) -> list[dict]:
         filters = [
@@ -564,10 +572,18 @@ class Agent:
         for iid in feed["instances"]:
             self.unseen.setdefault(iid, now)
         self.launch_cursor = feed["next"]
+        attached: dict[str, set[str]] = {}
+        for volume, iid in feed.get("attachments", []):
+            attached.setdefault(iid, set()).add(volume)
+        self.attached = attached
+        # Terminated through the front: gone (a real VM stops when it is terminated).
+        self.running = frozenset(self.running - set(feed.get("terminated", [])))
         # Instances that never show up as running and tagged (someone else's, or terminated) are dropped.
         self.unseen = {iid: t for iid, t in self.unseen.items() if now - t < 60}
         ids = set(self.unseen)
-        if now - self.last_liveness >= 1.0:
+        if now - self.last_liveness >= 10.0:
+            # Rarely, for what happened behind the front's back (moto driven directly): describing
+            # hundreds of instances takes moto seconds.
             with self.active_lock:
                 ids |= self.active
             self.last_liveness = now

@@ -561,13 +561,14 @@ def test_launch_feed_lists_what_moto_launched_from_the_nth_on_once_per_instance(
     second = front.ec2.run_instances(**run_kwargs())["Instances"][0]["InstanceId"]
     front.ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)  # volumes are not launches
     status, doc = http_json("GET", f"{front.url}/_front/launched")
-    assert status == 200 and doc == {"instances": [first, second], "next": 2}
+    assert status == 200 and doc == {"instances": [first, second], "next": 2, "terminated": [], "attachments": []}
+    front.ec2.terminate_instances(InstanceIds=[first])
     status, doc = http_json("GET", f"{front.url}/_front/launched?after=1")
-    assert doc == {"instances": [second], "next": 2}
+    assert doc == {"instances": [second], "next": 2, "terminated": [first], "attachments": []}
     status, doc = http_json("GET", f"{front.url}/_front/launched?after=x")
     assert status == 400
     http_json("POST", f"{front.url}/_front/reset")
-    assert http_json("GET", f"{front.url}/_front/launched")[1] == {"instances": [], "next": 0}
+    assert http_json("GET", f"{front.url}/_front/launched")[1] == {"instances": [], "next": 0, "terminated": [], "attachments": []}
 
 
 def test_other_services_pass_through_untouched(front):
