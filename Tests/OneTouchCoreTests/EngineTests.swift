@@ -291,6 +291,24 @@ struct EngineTests {
         #expect(Double(bed.clock.sleeps) / seconds < 100, "\(bed.clock.sleeps) looks at the schedule in \(seconds) s")
     }
 
+    @Test func aHostThatReportedGoesBeforeABurstOfNewHosts() async throws {
+        var options = EngineTestBed.defaultOptions
+        options.concurrency = 1
+        let bed = try EngineTestBed(options: options)
+        defer { bed.remove() }
+        try await bed.create("first")
+        // The first host runs until it waits for its `booted` report.
+        while try bed.host("first").hostState != .waiting(.bootstrap) { await bed.engine.runUntilIdle() }
+        for i in 1...20 { try await bed.create("new-\(i)") }
+        bed.clock.advance(by: .seconds(1))  // the report comes after the creates: earliest-first would pick them
+        let first = try bed.host("first")
+        try bed.store.recordReport(hostID: first.id, stage: .booted, exitStatus: nil, detail: nil, now: bed.clock.now)
+        await bed.engine.wake(first.id)
+        #expect(await bed.engine.runOnce() == 1)
+        #expect(try bed.host("first").hostState != .waiting(.bootstrap), "the booted host took the free slot")
+        #expect(try (1...20).allSatisfy { try bed.host("new-\($0)").hostState == .pending }, "the 20 new hosts wait")
+    }
+
     @Test func secondEngineOnTheSameDatabaseIsRefusedByTheLease() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

@@ -127,11 +127,14 @@ public final class Engine: Service, Sendable {
     }
 
     /// Asks the engine to look at a host now (a new host, a report, a command).
+    /// A host under way that is woken (it reported, a command was given) goes before hosts not yet
+    /// started: a burst of `create`s must not keep booted hosts waiting.
     public func wake(_ hostID: String) async {
-        await scheduler.schedule(hostID, at: clock.now, priority: Self.woken)
+        let started = (try? store.host(id: hostID)).flatMap { $0 }.map { $0.hostState != .pending } ?? false
+        await scheduler.schedule(hostID, at: clock.now, priority: started ? Self.woken : 0)
     }
 
-    /// Scheduling priority of a host someone is waiting on (it reported, or a command was given).
+    /// Scheduling priority of a host under way that someone is waiting on.
     static let woken = 100
 
     /// Scheduling priority by how far along the host is: a host nearer to ready goes first.
@@ -145,18 +148,23 @@ public final class Engine: Service, Sendable {
     /// Processes every host that is due now, repeatedly, until none is due at the current time.
     /// Used by tests and the benchmark with a controlled clock.
     public func runUntilIdle() async {
-        while true {
-            let ids = await scheduler.takeDue(now: clock.now, limit: options.concurrency)
-            if ids.isEmpty { return }
-            await withDiscardingTaskGroup { group in
-                for id in ids {
-                    group.addTask {
-                        await self.process(id)
-                        await self.scheduler.finished(id)
-                    }
+        while await runOnce() > 0 {}
+    }
+
+    /// Processes one batch of due hosts (up to `concurrency`, the ones the scheduler picks first);
+    /// returns how many. For tests.
+    @discardableResult
+    public func runOnce() async -> Int {
+        let ids = await scheduler.takeDue(now: clock.now, limit: options.concurrency)
+        await withDiscardingTaskGroup { group in
+            for id in ids {
+                group.addTask {
+                    await self.process(id)
+                    await self.scheduler.finished(id)
                 }
             }
         }
+        return ids.count
     }
 
     /// When the host is next due, if it is scheduled (for tests).
