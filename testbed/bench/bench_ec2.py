@@ -196,6 +196,14 @@ def testbed_pids(stack: Stack) -> dict[str, tuple[int, bool]]:
     return pids
 
 
+def cpu_meter(stack: Stack):
+    """Starts counting the CPU time of every process of the test bed; call the result for the
+    CPU-seconds each used since."""
+    pids = testbed_pids(stack)
+    start = {role: cpu_seconds(*pid) for role, pid in pids.items()}
+    return lambda: {role: round(cpu_seconds(*pid) - start[role], 2) for role, pid in pids.items()}
+
+
 def save_logs(label: str, base: Path, names: list[str]) -> Path:
     dest = LOGS / label
     dest.mkdir(parents=True, exist_ok=True)
@@ -231,8 +239,7 @@ def run_onetouch(n: int, throttle: bool, client_buckets: bool, timeout: float, k
             stats0 = stack.front_stats()
             assert stats0["config"]["throttle"] == throttle, stats0["config"]
             moto0 = moto_requests(base)
-            pids = testbed_pids(stack)
-            cpu0 = {role: cpu_seconds(*pid) for role, pid in pids.items()}
+            cpu_used = cpu_meter(stack)
             names = [f"bench-{i:04d}" for i in range(n)]
             ready_at: dict[str, float] = {}
             create_errors: list[str] = []
@@ -276,7 +283,7 @@ def run_onetouch(n: int, throttle: bool, client_buckets: bool, timeout: float, k
                     log(f"{label}: {now:.0f} s {json.dumps(by_state)}")
                 time.sleep(POLL)
             wall = time.monotonic() - start
-            cpu = {role: round(cpu_seconds(*pid) - cpu0[role], 2) for role, pid in pids.items()}
+            cpu = cpu_used()
             stats = stack.front_stats()  # snapshot at the moment all are settled
             moto_total = moto_requests(base) - moto0
             pool.shutdown(wait=True)
@@ -349,8 +356,7 @@ def run_moto_floor(n: int) -> dict:
         stack = make_stack(base, False)
         try:
             e, ec2 = stack.ec2, stack.ec2_client
-            pids = testbed_pids(stack)
-            cpu0 = {role: cpu_seconds(*pid) for role, pid in pids.items()}
+            cpu_used = cpu_meter(stack)
             start = time.monotonic()
             for i in range(n):
                 tags = [{"Key": "Name", "Value": f"floor-{i:04d}"}]
@@ -366,7 +372,7 @@ def run_moto_floor(n: int) -> dict:
                     TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])
                 ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=instance["InstanceId"], Device="/dev/sdf")
             wall = time.monotonic() - start
-            cpu = {role: round(cpu_seconds(*pid) - cpu0[role], 2) for role, pid in pids.items()}
+            cpu = cpu_used()
             result.update(wall_s=wall, settled=True, ready=n, failed=0, calls=3 * n, throttled=0,
                           per_action={"RunInstances": n, "CreateVolume": n, "AttachVolume": n}, cpu_s=cpu)
             log(f"{label}: {n} hosts' EC2 calls in {wall:.1f} s")
@@ -401,8 +407,7 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
             ]
             out = open(base / "ansible.log", "wb")
             log(f"{label}: ansible-playbook, mode {mode}, {n} instances")
-            pids = testbed_pids(stack)
-            cpu0 = {role: cpu_seconds(*pid) for role, pid in pids.items()}
+            cpu_used = cpu_meter(stack)
             children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.monotonic()
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=ansible_env(base),
@@ -420,7 +425,7 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
                 time.sleep(0.1)
             wall = time.monotonic() - start
             out.close()
-            cpu = {role: round(cpu_seconds(*pid) - cpu0[role], 2) for role, pid in pids.items()}
+            cpu = cpu_used()
             children = resource.getrusage(resource.RUSAGE_CHILDREN)  # ansible-playbook and its workers, reaped
             cpu["ansible-playbook (with its workers)"] = round(
                 children.ru_utime + children.ru_stime - children0.ru_utime - children0.ru_stime, 2)
