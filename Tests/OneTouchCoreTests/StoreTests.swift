@@ -111,3 +111,12 @@ struct LeaseTests {
         try store.acquireLease("engine", owner: "box pid 3", ttl: .seconds(30), now: now.addingTimeInterval(31))
     }
 }
+
+@Suite("Dates in the database")
+struct SQLDateTests {
+    @Test(arguments: [0, 1_800_000_000.123, 1_800_000_000.9999, 951_782_400.5, 4_102_444_799.999, -1.5, 1_709_164_800.001])
+    func handFormattedDatesAreTheTextGRDBWrites(seconds: Double) {
+        let date = Date(timeIntervalSince1970: seconds)
+        #expect(SQLDate.format(date) == String.fromDatabaseValue(date.databaseValue))
+    }
+}

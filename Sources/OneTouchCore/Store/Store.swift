@@ -212,14 +212,14 @@ extension Store {
         ).execute(
             arguments: [
                 row.state, row.step, row.reason, row.generation, row.facts, row.tokenHash, row.reportFloor,
-                row.keepVolume, row.nextAt, row.version, row.updatedAt, row.id, host.version,
+                row.keepVolume, row.nextAt.map(SQLDate.init), row.version, SQLDate(row.updatedAt), row.id, host.version,
             ])
         guard db.changesCount == 1 else { throw HostChanged(hostID: host.id) }
         if let state = change.state, state != from || change.eventReason != nil {
             try db.cachedStatement(
                 sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
             ).execute(
-                arguments: [host.id, now, from.description, state.description, state.step, change.eventReason ?? "", change.actor])
+                arguments: [host.id, SQLDate(now), from.description, state.description, state.step, change.eventReason ?? "", change.actor])
         }
         if let attempt = change.attempt {
             try db.cachedStatement(
@@ -230,7 +230,8 @@ extension Store {
                     """
             ).execute(
                 arguments: [
-                    attempt.finishedAt, attempt.deadline, attempt.outcome, attempt.errorClass, attempt.errorMessage,
+                    attempt.finishedAt.map(SQLDate.init), attempt.deadline.map(SQLDate.init), attempt.outcome, attempt.errorClass,
+                    attempt.errorMessage,
                     attempt.data, attempt.id,
                 ])
         }
@@ -325,7 +326,7 @@ extension Store {
                 INSERT INTO step_attempts (host_id, step, generation, attempt, idempotency_key, started_at, deadline, data)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """
-        ).execute(arguments: [hostID, step, generation, attempt.attempt, key, now, deadline, attempt.data])
+        ).execute(arguments: [hostID, step, generation, attempt.attempt, key, SQLDate(now), deadline.map(SQLDate.init), attempt.data])
         attempt.id = db.lastInsertedRowID
         return attempt
     }
