@@ -42,6 +42,8 @@ struct SQLDate: DatabaseValueConvertible {
             let text = String(value)
             return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2)) \(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(milliseconds, 3))"
+        let calendarDay = "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
+        let time = "\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2))"
+        return "\(calendarDay) \(time).\(pad(milliseconds, 3))"
     }
 }
