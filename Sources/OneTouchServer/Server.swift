@@ -27,7 +27,7 @@ public enum OneTouchServer {
         router.get("/v1/hosts/:id/enrollment") { request, context in
             let id = try context.parameters.require("id")
             let token = try bearer(request)
-            switch try await call({ try service.enrollment(hostID: id, token: token) }) {
+            switch try await call({ try await service.enrollment(hostID: id, token: token) }) {
             case .tooEarly:
                 return try json(
                     HTTPResponse.Status(code: 425, reasonPhrase: "Too Early"),

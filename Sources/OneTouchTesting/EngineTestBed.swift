@@ -115,7 +115,7 @@ public final class EngineTestBed: @unchecked Sendable {
                 _ = try await service.report(hostID: host.id, token: token.reveal(), .init(stage: .booted))
             case .configPull?:
                 let spec = try host.decodedSpec
-                if case .delivered(_, let otp) = try service.enrollment(hostID: host.id, token: token.reveal()) {
+                if case .delivered(_, let otp) = try await service.enrollment(hostID: host.id, token: token.reveal()) {
                     directoryService.enroll(fqdn: spec.fqdn, password: otp)
                 }
                 _ = try await service.report(

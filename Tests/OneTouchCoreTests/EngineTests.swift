@@ -302,7 +302,7 @@ struct EngineTests {
         for i in 1...20 { try await bed.create("new-\(i)") }
         bed.clock.advance(by: .seconds(1))  // the report comes after the creates: earliest-first would pick them
         let first = try bed.host("first")
-        try bed.store.recordReport(hostID: first.id, stage: .booted, exitStatus: nil, detail: nil, now: bed.clock.now)
+        try await bed.store.recordReport(hostID: first.id, stage: .booted, exitStatus: nil, detail: nil, now: bed.clock.now)
         await bed.engine.wake(first.id)
         #expect(await bed.engine.runOnce() == 1)
         #expect(try bed.host("first").hostState != .waiting(.bootstrap), "the booted host took the free slot")
@@ -312,7 +312,7 @@ struct EngineTests {
     @Test func secondEngineOnTheSameDatabaseIsRefusedByTheLease() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }
-        try bed.store.acquireLease("engine", owner: "other-host pid 1", ttl: .seconds(30), now: bed.clock.now)
+        try await bed.store.acquireLease("engine", owner: "other-host pid 1", ttl: .seconds(30), now: bed.clock.now)
         await #expect(throws: LeaseHeld.self) { try await bed.engine.run() }
     }
 }

@@ -24,11 +24,14 @@ struct StoreTests {
 
     @Test func databaseOpensInWALWithFullSync() throws {
         let store = try Store(path: temporaryPath())
-        let (mode, sync) = try store.pool.read { db in
+        // The writer commits, so it is the connection whose setting counts; readers get it too.
+        let (mode, writerSync) = try store.pool.writeWithoutTransaction { db in
             (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"))
         }
+        let readerSync = try store.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(mode == "wal")
-        #expect(sync == 2)  // FULL
+        #expect(writerSync == 2)  // FULL
+        #expect(readerSync == 2)
     }
 
     @Test func aDatabaseFromEveryEarlierMigrationUpgradesCleanly() throws {
@@ -63,52 +66,101 @@ struct StoreTests {
         }
     }
 
-    @Test func eventsAreAppendOnly() throws {
+    @Test func eventsAreAppendOnly() async throws {
         let store = try Store(path: temporaryPath())
         let spec = HostSpec(name: "web-01", fqdn: "web-01.x.test", role: "web", instanceType: "t3.small", volumeGiB: 1, playbook: "p")
-        let host = try store.createHost(id: "h-1", spec: spec, tokenHash: Data([1]), now: Date(), actor: "test")
+        let host = try await store.createHost(id: "h-1", spec: spec, tokenHash: Data([1]), now: Date(), actor: "test")
         #expect(throws: DatabaseError.self) {
             try store.pool.write { db in try db.execute(sql: "UPDATE events SET reason = 'x' WHERE host_id = ?", arguments: [host.id]) }
         }
     }
 
-    @Test func aStaleUpdateIsRefused() throws {
+    @Test func aStaleUpdateIsRefused() async throws {
         let store = try Store(path: temporaryPath())
         let spec = HostSpec(name: "web-01", fqdn: "web-01.x.test", role: "web", instanceType: "t3.small", volumeGiB: 1, playbook: "p")
-        let host = try store.createHost(id: "h-1", spec: spec, tokenHash: Data([1]), now: Date(), actor: "test")
+        let host = try await store.createHost(id: "h-1", spec: spec, tokenHash: Data([1]), now: Date(), actor: "test")
         var update = Store.HostUpdate()
         update.state = .running(.provision)
-        try store.update(host, update, now: Date())
-        #expect(throws: HostChanged.self) { try store.update(host, update, now: Date()) }
+        try await store.update(host, update, now: Date())
+        await #expect(throws: HostChanged.self) { try await store.update(host, update, now: Date()) }
     }
 
-    @Test func secretIsServedUntilTheHostAcknowledgesItThenGone() throws {
+    @Test func secretIsServedUntilTheHostAcknowledgesItThenGone() async throws {
         let store = try Store(path: temporaryPath())
         let spec = HostSpec(name: "web-01", fqdn: "web-01.x.test", role: "web", instanceType: "t3.small", volumeGiB: 1, playbook: "p")
-        _ = try store.createHost(id: "h-1", spec: spec, tokenHash: Data([1]), now: Date(), actor: "test")
-        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .notYet)
-        try store.putSecret(hostID: "h-1", kind: .oneTimePassword, sealed: Data([9, 9]), now: Date())
-        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .delivered(Data([9, 9])))
+        _ = try await store.createHost(id: "h-1", spec: spec, tokenHash: Data([1]), now: Date(), actor: "test")
+        #expect(try await store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .notYet)
+        try await store.putSecret(hostID: "h-1", kind: .oneTimePassword, sealed: Data([9, 9]), now: Date())
+        #expect(try await store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .delivered(Data([9, 9])))
         // The answer may have been lost: until the host's next report, it can fetch it again.
-        try store.recordReport(hostID: "h-1", stage: .booted, exitStatus: nil, detail: nil, now: Date())
-        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .delivered(Data([9, 9])))
-        try store.recordReport(hostID: "h-1", stage: .volumeMounted, exitStatus: nil, detail: nil, now: Date())
-        #expect(try store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .gone)
+        try await store.recordReport(hostID: "h-1", stage: .booted, exitStatus: nil, detail: nil, now: Date())
+        #expect(try await store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .delivered(Data([9, 9])))
+        try await store.recordReport(hostID: "h-1", stage: .volumeMounted, exitStatus: nil, detail: nil, now: Date())
+        #expect(try await store.deliverSecret(hostID: "h-1", kind: .oneTimePassword, now: Date()) == .gone)
         #expect(try store.secret(hostID: "h-1", kind: .oneTimePassword)?.sealed == nil, "acknowledged means wiped")
+    }
+}
+
+@Suite("Group commit")
+struct GroupCommitTests {
+    static func spec(_ name: String) -> HostSpec {
+        HostSpec(name: name, fqdn: "\(name).x.test", role: "web", instanceType: "t3.small", volumeGiB: 1, playbook: "p")
+    }
+
+    @Test func concurrentWritesShareCommitsAndEachGetsItsOwnResult() async throws {
+        let store = try Store(path: NSTemporaryDirectory() + "onetouch-group-\(UUID().uuidString).sqlite")
+        let hosts = try await withThrowingTaskGroup(of: HostRecord.self) { group in
+            for i in 1...64 {
+                group.addTask {
+                    try await store.createHost(id: "h-\(i)", spec: Self.spec("web-\(i)"), tokenHash: Data([1]), now: Date(), actor: "test")
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(Set(hosts.map { $0.id }) == Set((1...64).map { "h-\($0)" }))
+        #expect(try store.hosts().count == 64)
+        // Writes that queued while a commit was syncing went into the next one.
+        #expect(store.commits < 64)
+    }
+
+    struct Refused: Error {}
+
+    @Test func aWriteThatFailsIsRolledBackAloneAndTheOthersCommit() async throws {
+        let store = try Store(path: NSTemporaryDirectory() + "onetouch-group-\(UUID().uuidString).sqlite")
+        // Many at once so that they share transactions. Each odd write inserts its row and then
+        // throws: its row must be rolled back, and the even writes around it committed.
+        let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+            for i in 1...60 {
+                group.addTask {
+                    let ok: Void? = try? await store.write { db in
+                        try db.execute(
+                            sql: "INSERT INTO leases (name, owner, expires_at) VALUES (?, 'test', '2026-01-01 00:00:00.000')",
+                            arguments: ["lease-\(i)"])
+                        if i % 2 == 1 { throw Refused() }
+                    }
+                    return (i, ok != nil)
+                }
+            }
+            return await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(outcomes.filter { $0.value }.keys.sorted() == Array(stride(from: 2, through: 60, by: 2)))
+        let names = try await store.pool.read { db in try String.fetchAll(db, sql: "SELECT name FROM leases") }
+        #expect(Set(names) == Set(stride(from: 2, through: 60, by: 2).map { "lease-\($0)" }))
+        #expect(store.commits < 30, "the writes shared commits")
     }
 }
 
 @Suite("Engine lease")
 struct LeaseTests {
-    @Test func aLiveHolderKeepsTheLeaseAndADeadOneIsTakenOver() throws {
+    @Test func aLiveHolderKeepsTheLeaseAndADeadOneIsTakenOver() async throws {
         let store = try Store(path: NSTemporaryDirectory() + "onetouch-lease-\(UUID().uuidString).sqlite")
         let now = Date()
-        try store.acquireLease("engine", owner: "box pid 1", ttl: .seconds(30), now: now)
-        #expect(throws: LeaseHeld.self) { try store.acquireLease("engine", owner: "box pid 2", ttl: .seconds(30), now: now) }
-        try store.acquireLease("engine", owner: "box pid 2", ttl: .seconds(30), now: now, holderIsGone: { $0 == "box pid 1" })
-        #expect(throws: LeaseHeld.self) { try store.acquireLease("engine", owner: "box pid 3", ttl: .seconds(30), now: now) }
+        try await store.acquireLease("engine", owner: "box pid 1", ttl: .seconds(30), now: now)
+        await #expect(throws: LeaseHeld.self) { try await store.acquireLease("engine", owner: "box pid 2", ttl: .seconds(30), now: now) }
+        try await store.acquireLease("engine", owner: "box pid 2", ttl: .seconds(30), now: now, holderIsGone: { $0 == "box pid 1" })
+        await #expect(throws: LeaseHeld.self) { try await store.acquireLease("engine", owner: "box pid 3", ttl: .seconds(30), now: now) }
         // An expired lease is free for anyone.
-        try store.acquireLease("engine", owner: "box pid 3", ttl: .seconds(30), now: now.addingTimeInterval(31))
+        try await store.acquireLease("engine", owner: "box pid 3", ttl: .seconds(30), now: now.addingTimeInterval(31))
     }
 }
 

@@ -56,7 +56,7 @@ struct SecretCanaryTests {
         for _ in 0..<10 { await engine.runUntilIdle() }
         _ = try await service.report(hostID: host.id, token: token, .init(stage: .booted))
         for _ in 0..<10 { await engine.runUntilIdle() }
-        guard case .delivered(let info, let otp) = try service.enrollment(hostID: host.id, token: token) else {
+        guard case .delivered(let info, let otp) = try await service.enrollment(hostID: host.id, token: token) else {
             throw CocoaError(.featureUnsupported)
         }
         #expect(try await enroll(info, otp))

@@ -65,14 +65,19 @@ public final class Engine: Service, Sendable {
 
     /// Takes the lease, loads every unfinished host and drives them until cancelled.
     public func run() async throws {
-        try store.acquireLease(
+        try await store.acquireLease(
             Self.leaseName, owner: owner, ttl: options.leaseTTL, now: clock.now, holderIsGone: options.leaseHolderIsGone)
-        defer { try? store.releaseLease(Self.leaseName, owner: owner) }
-        let loaded = try await loadUnfinishedHosts()
-        logger.info("Engine started", metadata: ["hosts.unfinished": "\(loaded)", "engine.owner": "\(owner)"])
-        // On SIGTERM/SIGINT the loop and in-flight steps are cancelled: that is a crash the engine is
-        // built to survive, and the next start resumes every host.
-        try await cancelWhenGracefulShutdown { try await self.drive() }
+        do {
+            let loaded = try await loadUnfinishedHosts()
+            logger.info("Engine started", metadata: ["hosts.unfinished": "\(loaded)", "engine.owner": "\(owner)"])
+            // On SIGTERM/SIGINT the loop and in-flight steps are cancelled: that is a crash the engine
+            // is built to survive, and the next start resumes every host.
+            try await cancelWhenGracefulShutdown { try await self.drive() }
+        } catch {
+            try? await store.releaseLease(Self.leaseName, owner: owner)
+            throw error
+        }
+        try? await store.releaseLease(Self.leaseName, owner: owner)
         logger.info("Engine stopped", metadata: ["engine.owner": "\(owner)"])
     }
 
@@ -82,7 +87,7 @@ public final class Engine: Service, Sendable {
             while !Task.isCancelled {
                 let now = clock.now
                 if now >= leaseRenewal {
-                    try store.acquireLease(Self.leaseName, owner: owner, ttl: options.leaseTTL, now: now)
+                    try await store.acquireLease(Self.leaseName, owner: owner, ttl: options.leaseTTL, now: now)
                     leaseRenewal = now.addingTimeInterval(options.leaseTTL.seconds / 3)
                 }
                 let free = options.concurrency - (await scheduler.inFlightCount)
@@ -174,9 +179,9 @@ public final class Engine: Service, Sendable {
 
     func process(_ hostID: String) async {
         do {
-            let claimed = try store.claimStep(hostID: hostID, now: clock.now) { host, step in
+            let claimed = try await store.claimStep(hostID: hostID, now: clock.now) { host, step in
                 switch host.hostState {
-                case .running, .waiting, .destroying: return newAttempt(host, step)
+                case .running, .waiting, .destroying: return self.newAttempt(host, step)
                 default: return nil
                 }
             }
@@ -251,7 +256,7 @@ public final class Engine: Service, Sendable {
             let (key, deadline) = newAttempt(next, step)
             update.newAttempt = Store.NewAttempt(step: step, key: key, deadline: deadline)
         }
-        let (row, attempt) = try store.advance(host, update, now: clock.now)
+        let (row, attempt) = try await store.advance(host, update, now: clock.now)
         if let step, let attempt { return Continuation(host: row, attempt: attempt, step: step, facts: update.facts ?? facts) }
         if case .some(.some(let at)) = update.nextAt { await scheduler.schedule(host.id, at: at, priority: Self.priority(state)) }
         return nil
@@ -351,7 +356,7 @@ public final class Engine: Service, Sendable {
             }
             update.nextAt = .some(deadline)
             if update.state != nil || facts != previousFacts || host.nextAt != deadline {
-                try store.update(host, update, now: now)
+                try await store.update(host, update, now: now)
             }
             await scheduler.schedule(host.id, at: deadline, priority: Self.priority(host.hostState))
         case .nextGeneration(let reason):
@@ -374,7 +379,7 @@ public final class Engine: Service, Sendable {
             let next = now.addingTimeInterval(after.seconds)
             update.facts = facts
             update.nextAt = .some(next)
-            if facts != previousFacts { try store.update(host, update, now: now) }
+            if facts != previousFacts { try await store.update(host, update, now: now) }
             await scheduler.schedule(host.id, at: next, priority: Self.priority(host.hostState))
         }
         return nil
@@ -407,7 +412,7 @@ public final class Engine: Service, Sendable {
                 update.eventReason =
                     "attempt \(attempt.attempt) of \(step.rawValue) failed (\(error.message)); retrying in \(String(format: "%.1f", delay.seconds))s"
                 update.nextAt = .some(next)
-                try store.update(host, update, now: now)
+                try await store.update(host, update, now: now)
                 logger.notice(
                     "Step failed; will retry",
                     metadata: [
@@ -426,7 +431,7 @@ public final class Engine: Service, Sendable {
         let recheck = errorClass == .needsHuman ? error.retryAfter.map { now.addingTimeInterval($0.seconds) } : nil
         update.nextAt = .some(recheck)
         update.wipeOneTimePassword = errorClass == .permanent
-        try store.update(host, update, now: now)
+        try await store.update(host, update, now: now)
         specs.withLock { _ = $0.removeValue(forKey: host.id) }
         if let recheck { await scheduler.schedule(host.id, at: recheck) }
         logger.warning(

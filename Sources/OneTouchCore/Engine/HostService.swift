@@ -80,7 +80,7 @@ public final class HostService: Sendable {
         let id = ids.hostID()
         let token = secrets.hostToken(hostID: id, generation: 1)
         do {
-            let host = try store.createHost(
+            let host = try await store.createHost(
                 id: id, spec: spec, tokenHash: SecretBox.tokenHash(token), now: clock.now, actor: actor)
             logger.info("Host created", metadata: ["host.id": "\(id)", "host.name": "\(name)", "actor": "\(actor)"])
             await wake(id)
@@ -192,7 +192,7 @@ public final class HostService: Sendable {
         facts.reportFloors = floors
         update.facts = facts
         let updated: HostRecord
-        do { updated = try store.update(host, update, now: clock.now) } catch let error as HostChanged {
+        do { updated = try await store.update(host, update, now: clock.now) } catch let error as HostChanged {
             throw ServiceError(.conflict, error.description)
         }
         logger.info(
@@ -236,7 +236,7 @@ public final class HostService: Sendable {
         if report.stage == .configured && report.exitStatus == nil {
             throw ServiceError(.invalid, "a configured report needs exitStatus")
         }
-        try store.recordReport(
+        try await store.recordReport(
             hostID: hostID, stage: report.stage, exitStatus: report.exitStatus, detail: report.logTail ?? report.volumeId,
             now: clock.now)
         logger.info("Host reported", metadata: ["host.id": "\(hostID)", "stage": "\(report.stage.rawValue)"])
@@ -252,11 +252,11 @@ public final class HostService: Sendable {
 
     /// The one-time password: too early before pre-registration; served until the host's next report
     /// acknowledges it (so a response lost in a crash can be fetched again); gone afterwards.
-    public func enrollment(hostID: String, token: String) throws -> Enrollment {
+    public func enrollment(hostID: String, token: String) async throws -> Enrollment {
         let host = try authenticate(hostID: hostID, token: token)
         let spec = try host.decodedSpec
         guard host.decodedFacts.directoryBaseline != nil else { return .tooEarly }
-        switch try store.deliverSecret(hostID: hostID, kind: .oneTimePassword, now: clock.now) {
+        switch try await store.deliverSecret(hostID: hostID, kind: .oneTimePassword, now: clock.now) {
         case .notYet: return .tooEarly
         case .gone: return .gone
         case .delivered(let sealed):

@@ -29,20 +29,20 @@ struct PreregisterStep: HostStep {
             proposed = try services.secrets.open(sealed, hostID: context.hostID, kind: SecretRecord.Kind.oneTimePassword.rawValue)
         } else {
             proposed = services.oneTimePasswords()
-            try store(proposed, context)
+            try await store(proposed, context)
         }
         // The directory refuses an entry some other machine enrolled with (a name taken outside onetouch).
         let result = try await services.directory.preregister(host, proposedPassword: proposed, ownsEntry: ours)
-        if result.oneTimePassword != proposed { try store(result.oneTimePassword, context) }
+        if result.oneTimePassword != proposed { try await store(result.oneTimePassword, context) }
         facts.directoryBaseline = result.baseline
         services.logger.info(
             "Pre-registered host in the directory", metadata: ["host.id": "\(context.hostID)", "fqdn": "\(context.spec.fqdn)"])
         return .done(facts)
     }
 
-    private func store(_ password: Secret, _ context: StepContext) throws {
+    private func store(_ password: Secret, _ context: StepContext) async throws {
         let kind = SecretRecord.Kind.oneTimePassword
         let sealed = try context.services.secrets.seal(password, hostID: context.hostID, kind: kind.rawValue)
-        try context.services.store.putSecret(hostID: context.hostID, kind: kind, sealed: sealed, now: context.now)
+        try await context.services.store.putSecret(hostID: context.hostID, kind: kind, sealed: sealed, now: context.now)
     }
 }

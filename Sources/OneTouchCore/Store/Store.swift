@@ -8,7 +8,7 @@ import Synchronization
 /// its event row in the same transaction.
 public final class Store: Sendable {
     public let pool: DatabasePool
-    private let commitCounter = Mutex<Int>(0)
+    private let groupCommit: GroupCommit
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     public init(path: String) throws {
@@ -21,23 +21,24 @@ public final class Store: Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         pool = try DatabasePool(path: path, configuration: configuration)
+        // GRDB turns the writer connection to `synchronous=NORMAL` when it enables WAL, after
+        // `prepareDatabase` ran: set FULL again on the one connection that commits.
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         try Migrations.migrator().migrate(pool)
+        groupCommit = GroupCommit(writer: pool)
     }
 
     /// Number of write transactions committed through this facade (for the benchmark).
-    public var commits: Int { commitCounter.withLock { $0 } }
+    public var commits: Int { groupCommit.commits }
 
-    func write<T>(_ body: (Database) throws -> T) throws -> T {
-        var changed = false
-        let result = try pool.write { db in
-            let before = db.totalChangesCount
-            let result = try body(db)
-            changed = db.totalChangesCount != before
-            return result
-        }
-        // A transaction that changed nothing writes nothing to the log: not a commit that costs.
-        if changed { commitCounter.withLock { $0 += 1 } }
-        return result
+    /// Number of write transactions asked for that changed something; `commits` is smaller when
+    /// writes shared a commit.
+    public var writes: Int { groupCommit.writes }
+
+    /// Runs `body` in a transaction shared with the writes queued meanwhile (see `GroupCommit`);
+    /// returns once it is durable.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await groupCommit.write(body)
     }
 
     func read<T>(_ body: (Database) throws -> T) throws -> T {
@@ -69,13 +70,13 @@ extension Store {
     /// Inserts a new host in `pending` with its "created" event.
     public func createHost(
         id: String, spec: HostSpec, tokenHash: Data, now: Date, actor: String
-    ) throws -> HostRecord {
+    ) async throws -> HostRecord {
         let record = HostRecord(
             id: id, name: spec.name, role: spec.role, spec: JSON.encode(spec), state: .pending, step: nil, reason: nil,
             generation: 1, facts: "{}", tokenHash: tokenHash, reportFloor: 0, keepVolume: false, nextAt: now,
             version: 0, createdAt: now, updatedAt: now)
         do {
-            return try write { db in
+            return try await write { db in
                 try record.insert(db)
                 var event = EventRecord(
                     hostID: id, at: now, fromState: nil, toState: HostState.pending.description, step: nil,
@@ -171,14 +172,14 @@ extension Store {
     }
 
     @discardableResult
-    public func update(_ host: HostRecord, _ change: HostUpdate, now: Date) throws -> HostRecord {
-        try advance(host, change, now: now).host
+    public func update(_ host: HostRecord, _ change: HostUpdate, now: Date) async throws -> HostRecord {
+        try await advance(host, change, now: now).host
     }
 
     /// `update`, also returning the attempt it began (`change.newAttempt`).
-    public func advance(_ host: HostRecord, _ change: HostUpdate, now: Date) throws -> (host: HostRecord, attempt: AttemptRecord?) {
-        try write { db in
-            let row = try apply(change, to: host, now: now, db: db)
+    public func advance(_ host: HostRecord, _ change: HostUpdate, now: Date) async throws -> (host: HostRecord, attempt: AttemptRecord?) {
+        try await write { db in
+            let row = try Self.apply(change, to: host, now: now, db: db)
             guard let new = change.newAttempt else { return (row, nil) }
             let attempt = try Self.insertAttempt(
                 db, hostID: host.id, step: new.step, generation: row.generation, key: new.key, deadline: new.deadline, now: now)
@@ -186,7 +187,7 @@ extension Store {
         }
     }
 
-    func apply(_ change: HostUpdate, to host: HostRecord, now: Date, db: Database) throws -> HostRecord {
+    static func apply(_ change: HostUpdate, to host: HostRecord, now: Date, db: Database) throws -> HostRecord {
         var row = host
         let from = host.hostState
         if let state = change.state {
@@ -253,8 +254,8 @@ extension Store {
     /// A read when there is nothing to begin (the usual case: the engine begins most attempts with the
     /// transition into their step); else one write transaction that reads and inserts together.
     public func claimStep(
-        hostID id: String, now: Date, newAttempt: (HostRecord, Step) -> (key: String, deadline: Date?)?
-    ) throws -> (host: HostRecord, attempt: AttemptRecord?, fresh: Bool)? {
+        hostID id: String, now: Date, newAttempt: @escaping @Sendable (HostRecord, Step) -> (key: String, deadline: Date?)?
+    ) async throws -> (host: HostRecord, attempt: AttemptRecord?, fresh: Bool)? {
         let seen = try read { db -> (host: HostRecord, attempt: AttemptRecord?, fresh: Bool)?? in
             guard let host = try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
             else { return .some(nil) }
@@ -263,7 +264,7 @@ extension Store {
             return nil  // an attempt to begin: in a write transaction
         }
         if let seen { return seen }
-        return try write { db in
+        return try await write { db in
             guard let host = try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
             else { return nil }
             guard let step = host.step, let new = newAttempt(host, step) else { return (host, nil, false) }
@@ -360,8 +361,8 @@ extension Store {
     @discardableResult
     public func recordReport(
         hostID: String, stage: ReportRecord.Stage, exitStatus: Int?, detail: String?, now: Date
-    ) throws -> ReportRecord {
-        try write { db in
+    ) async throws -> ReportRecord {
+        try await write { db in
             var report = ReportRecord(
                 id: nil, hostID: hostID, stage: stage, exitStatus: exitStatus, detail: detail, receivedAt: now)
             try report.insert(db)
@@ -407,8 +408,8 @@ extension Store {
 
 extension Store {
     /// Stores a sealed secret, replacing one that was never delivered.
-    public func putSecret(hostID: String, kind: SecretRecord.Kind, sealed: Data, now: Date) throws {
-        try write { db in
+    public func putSecret(hostID: String, kind: SecretRecord.Kind, sealed: Data, now: Date) async throws {
+        try await write { db in
             try db.execute(
                 sql: """
                     INSERT INTO secrets (host_id, kind, sealed, created_at) VALUES (?, ?, ?, ?)
@@ -433,8 +434,8 @@ extension Store {
 
     /// Hands a secret out until the host acknowledges it (its next report, see `recordReport`): a
     /// response lost in a crash can be fetched again; once acknowledged or wiped it is gone.
-    public func deliverSecret(hostID: String, kind: SecretRecord.Kind, now: Date) throws -> Delivery {
-        try write { db in
+    public func deliverSecret(hostID: String, kind: SecretRecord.Kind, now: Date) async throws -> Delivery {
+        try await write { db in
             guard
                 let row = try SecretRecord.fetchOne(
                     db, sql: "SELECT * FROM secrets WHERE host_id = ? AND kind = ?", arguments: [hostID, kind])
@@ -466,9 +467,9 @@ extension Store {
     /// owner holds an unexpired lease.
     /// `holderIsGone` may declare an unexpired lease abandoned (its process died on this machine).
     public func acquireLease(
-        _ name: String, owner: String, ttl: Duration, now: Date, holderIsGone: (String) -> Bool = { _ in false }
-    ) throws {
-        try write { db in
+        _ name: String, owner: String, ttl: Duration, now: Date, holderIsGone: @escaping @Sendable (String) -> Bool = { _ in false }
+    ) async throws {
+        try await write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT owner, expires_at FROM leases WHERE name = ?", arguments: [name]) {
                 let holder: String = row["owner"]
                 let expires: Date = row["expires_at"]
@@ -484,8 +485,8 @@ extension Store {
         }
     }
 
-    public func releaseLease(_ name: String, owner: String) throws {
-        try write { db in
+    public func releaseLease(_ name: String, owner: String) async throws {
+        try await write { db in
             try db.execute(sql: "DELETE FROM leases WHERE name = ? AND owner = ?", arguments: [name, owner])
         }
     }
