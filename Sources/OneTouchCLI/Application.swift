@@ -50,7 +50,7 @@ public struct OneTouchApplication {
             owner: owner ?? ProcessLease.owner, crashHook: try KillSwitch.parse(environment)?.hook())
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
-            directory: adapters.directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0) })
+            directory: adapters.directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0, underWay: $1) })
         let tokens = try Self.adminTokens(configuration.adminTokens, environment: environment)
         self.engine = engine
         self.service = service

@@ -75,7 +75,7 @@ public final class EngineTestBed: @unchecked Sendable {
             crashHook: crashHook)
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: roles, domain: "onetouch.test",
-            directory: directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0) })
+            directory: directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0, underWay: $1) })
         return (store, engine, service)
     }
 

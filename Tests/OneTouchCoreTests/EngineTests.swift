@@ -105,11 +105,13 @@ struct EngineTests {
         for _ in 0..<20 { await bed.engine.runUntilIdle() }
         let waiting = try bed.host("web-01")
         #expect(waiting.hostState == .waiting(.bootstrap))
-        let deadline = try #require(try bed.store.openAttempt(hostID: waiting.id, step: .bootstrap, generation: 1)?.deadline)
+        let deadline = try #require(try bed.store.attempts(hostID: waiting.id, step: .bootstrap, generation: 1).last?.deadline)
         bed.clock.advance(by: .seconds(600))
         try await bed.restart()
         await bed.engine.runUntilIdle()
-        #expect(try bed.store.openAttempt(hostID: waiting.id, step: .bootstrap, generation: 1)?.deadline == deadline)
+        let attempts = try bed.store.attempts(hostID: waiting.id, step: .bootstrap, generation: 1)
+        #expect(attempts.count == 1 && attempts[0].finishedAt == nil, "the restarted engine continues the open attempt")
+        #expect(attempts.first?.deadline == deadline)
         #expect(await bed.engine.nextDue() == deadline, "the restarted engine waits for the original deadline")
     }
 
@@ -302,10 +304,28 @@ struct EngineTests {
         for i in 1...20 { try await bed.create("new-\(i)") }
         bed.clock.advance(by: .seconds(1))  // the report comes after the creates: earliest-first would pick them
         let first = try bed.host("first")
-        try await bed.store.recordReport(hostID: first.id, stage: .booted, exitStatus: nil, detail: nil, now: bed.clock.now)
-        await bed.engine.wake(first.id)
+        #expect(try await bed.service.report(hostID: first.id, token: bed.tokenFor(first).reveal(), .init(stage: .booted)))
         #expect(await bed.engine.runOnce() == 1)
         #expect(try bed.host("first").hostState != .waiting(.bootstrap), "the booted host took the free slot")
+        #expect(try (1...20).allSatisfy { try bed.host("new-\($0)").hostState == .pending }, "the 20 new hosts wait")
+    }
+
+    @Test func aHostRetriedByACommandGoesBeforeABurstOfNewHosts() async throws {
+        var options = EngineTestBed.defaultOptions
+        options.concurrency = 1
+        let bed = try EngineTestBed(options: options)
+        defer { bed.remove() }
+        bed.configExitStatus = ["first": 2]
+        try await bed.create("first")
+        try await bed.settle()
+        #expect(try bed.host("first").hostState.kind == .failed)
+        bed.configExitStatus = [:]
+        for i in 1...20 { try await bed.create("new-\(i)") }
+        bed.clock.advance(by: .seconds(1))  // the command comes after the creates: earliest-first would pick them
+        // A failed host is in no schedule: only the command's wake-up says it is under way.
+        _ = try await bed.service.retry("first", from: .configPull, actor: "test")
+        #expect(await bed.engine.runOnce() == 1)
+        #expect(try bed.host("first").hostState != .running(.configPull), "the retried host took the free slot")
         #expect(try (1...20).allSatisfy { try bed.host("new-\($0)").hostState == .pending }, "the 20 new hosts wait")
     }
 

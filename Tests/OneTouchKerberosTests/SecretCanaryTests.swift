@@ -49,7 +49,7 @@ struct SecretCanaryTests {
         let engine = Engine(services: services, clock: clock, owner: "canary")
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: EngineTestBed.roles, domain: "onetouch.test",
-            directory: directory, clock: clock, ids: SequentialIDs(), logger: logs.logger(), wake: { await engine.wake($0) })
+            directory: directory, clock: clock, ids: SequentialIDs(), logger: logs.logger(), wake: { await engine.wake($0, underWay: $1) })
 
         let host = try await service.create(.init(name: "canary-01", role: "web"), actor: "test")
         let token = secrets.hostToken(hostID: host.id, generation: 1).reveal()

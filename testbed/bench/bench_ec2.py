@@ -34,6 +34,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,19 @@ def floor_seconds(n: int) -> float:
 
 def front_args(throttle: bool) -> str:
     return "" if throttle else "--no-throttle"
+
+
+@contextmanager
+def fresh_stack(label: str, throttle: bool):
+    """A fresh test bed in its own temporary folder, as (folder, Stack); stopped by PID afterwards."""
+    with tempfile.TemporaryDirectory(prefix="onetouch-bench-") as d:
+        base = Path(d)
+        log(f"{label}: starting the test bed in {base}")
+        stack = make_stack(base, throttle)
+        try:
+            yield base, stack
+        finally:
+            stack.stop()
 
 
 def make_stack(base: Path, throttle: bool) -> Stack:
@@ -225,92 +239,86 @@ def run_onetouch(n: int, throttle: bool, client_buckets: bool, timeout: float, k
     label = f"onetouch-{n}-{'throttled' if throttle else 'unthrottled'}{'' if client_buckets else '-no-client-buckets'}"
     result = {"tool": "onetouch", "mode": "admin API", "n": n, "throttle": throttle, "client_buckets": client_buckets,
               "load": os.getloadavg()[0]}
-    with tempfile.TemporaryDirectory(prefix="onetouch-bench-") as d:
-        base = Path(d)
-        log(f"{label}: starting the test bed in {base}")
-        stack = make_stack(base, throttle)
-        try:
-            if not client_buckets:
-                config = base / "onetouch.yaml"
-                text = config.read_text()
-                assert "\n  kind: ec2\n" in text, text
-                config.write_text(text.replace("\n  kind: ec2\n", "\n  kind: ec2\n  rate_limits: false\n"))
-            stack.start_serve()
-            stats0 = stack.front_stats()
-            assert stats0["config"]["throttle"] == throttle, stats0["config"]
-            moto0 = moto_requests(base)
-            cpu_used = cpu_meter(stack)
-            names = [f"bench-{i:04d}" for i in range(n)]
-            ready_at: dict[str, float] = {}
-            create_errors: list[str] = []
+    with fresh_stack(label, throttle) as (base, stack):
+        if not client_buckets:
+            config = base / "onetouch.yaml"
+            text = config.read_text()
+            assert "\n  kind: ec2\n" in text, text
+            config.write_text(text.replace("\n  kind: ec2\n", "\n  kind: ec2\n  rate_limits: false\n"))
+        stack.start_serve()
+        stats0 = stack.front_stats()
+        assert stats0["config"]["throttle"] == throttle, stats0["config"]
+        moto0 = moto_requests(base)
+        cpu_used = cpu_meter(stack)
+        names = [f"bench-{i:04d}" for i in range(n)]
+        ready_at: dict[str, float] = {}
+        create_errors: list[str] = []
 
-            def create(name):
-                try:
-                    stack.api("POST", "/v1/admin/hosts", {"name": name, "role": "web"})
-                except Exception as exc:  # recorded, the host is then missing from the list
-                    create_errors.append(f"{name}: {exc}")
+        def create(name):
+            try:
+                stack.api("POST", "/v1/admin/hosts", {"name": name, "role": "web"})
+            except Exception as exc:  # recorded, the host is then missing from the list
+                create_errors.append(f"{name}: {exc}")
 
-            log(f"{label}: creating {n} hosts")
-            start = time.monotonic()
-            pool = ThreadPoolExecutor(CREATE_THREADS)
-            futures = [pool.submit(create, name) for name in names]
-            hosts, settled, created_s = [], False, None
-            deadline = start + timeout
-            last_note = start
-            while time.monotonic() < deadline:
-                if created_s is None and all(f.done() for f in futures):
-                    created_s = time.monotonic() - start
-                try:
-                    hosts = stack.hosts()
-                except Exception as exc:
-                    log(f"{label}: GET /v1/admin/hosts failed: {exc}")
-                    hosts = []
-                now = time.monotonic() - start
-                for h in hosts:
-                    if h["state"] == "ready" and h["name"] not in ready_at:
-                        ready_at[h["name"]] = now
-                expected = n - len(create_errors)
-                if created_s is not None and len(hosts) >= expected and all(
-                        h["state"] in ("ready", "failed", "paused") for h in hosts):
-                    settled = True
-                    break
-                if time.monotonic() - last_note > 15:
-                    last_note = time.monotonic()
-                    by_state = {}
-                    for h in hosts:
-                        key = h["state"] + (f":{h['step']}" if h.get("step") else "")
-                        by_state[key] = by_state.get(key, 0) + 1
-                    log(f"{label}: {now:.0f} s {json.dumps(by_state)}")
-                time.sleep(POLL)
-            wall = time.monotonic() - start
-            cpu = cpu_used()
-            stats = stack.front_stats()  # snapshot at the moment all are settled
-            moto_total = moto_requests(base) - moto0
-            pool.shutdown(wait=True)
-            counts = ec2_counts(stats, stats0)
-            states = {}
+        log(f"{label}: creating {n} hosts")
+        start = time.monotonic()
+        pool = ThreadPoolExecutor(CREATE_THREADS)
+        futures = [pool.submit(create, name) for name in names]
+        hosts, settled, created_s = [], False, None
+        deadline = start + timeout
+        last_note = start
+        while time.monotonic() < deadline:
+            if created_s is None and all(f.done() for f in futures):
+                created_s = time.monotonic() - start
+            try:
+                hosts = stack.hosts()
+            except Exception as exc:
+                log(f"{label}: GET /v1/admin/hosts failed: {exc}")
+                hosts = []
+            now = time.monotonic() - start
             for h in hosts:
-                states[h["state"]] = states.get(h["state"], 0) + 1
-            failed = sorted((h for h in hosts if h["state"] != "ready"), key=lambda h: h["state"] != "failed")
-            times = list(ready_at.values())
-            result.update(
-                wall_s=wall, settled=settled, created_s=created_s, ready=states.get("ready", 0), cpu_s=cpu,
-                failed=n - states.get("ready", 0), states=states, calls=counts["total"],
-                throttled=counts["throttled"], per_action=counts["perAction"],
-                by_outcome=counts["byOutcome"], create_errors=create_errors[:5],
-                ready_first_s=min(times) if times else None, ready_p50_s=percentile(times, 0.5),
-                ready_p95_s=percentile(times, 0.95), moto_requests=moto_total,
-                failed_examples=[{"name": h["name"], "state": h["state"], "step": h.get("step"),
-                                  "reason": h.get("reason")} for h in failed[:5]],
-            )
-            log(f"{label}: {states} in {wall:.1f} s, {counts['total']} EC2 calls")
-            if failed or create_errors or not settled or keep_logs:
-                dest = save_logs(label, base, ["serve.log", "ec2/front.log", "ec2/agent.log", "ec2/moto.log"])
-                tail = (base / "serve.log").read_text(errors="replace").splitlines()[-40:]
-                result["serve_log_tail"] = tail
-                result["logs"] = str(dest.relative_to(ROOT))
-        finally:
-            stack.stop()
+                if h["state"] == "ready" and h["name"] not in ready_at:
+                    ready_at[h["name"]] = now
+            expected = n - len(create_errors)
+            if created_s is not None and len(hosts) >= expected and all(
+                    h["state"] in ("ready", "failed", "paused") for h in hosts):
+                settled = True
+                break
+            if time.monotonic() - last_note > 15:
+                last_note = time.monotonic()
+                by_state = {}
+                for h in hosts:
+                    key = h["state"] + (f":{h['step']}" if h.get("step") else "")
+                    by_state[key] = by_state.get(key, 0) + 1
+                log(f"{label}: {now:.0f} s {json.dumps(by_state)}")
+            time.sleep(POLL)
+        wall = time.monotonic() - start
+        cpu = cpu_used()
+        stats = stack.front_stats()  # snapshot at the moment all are settled
+        moto_total = moto_requests(base) - moto0
+        pool.shutdown(wait=True)
+        counts = ec2_counts(stats, stats0)
+        states = {}
+        for h in hosts:
+            states[h["state"]] = states.get(h["state"], 0) + 1
+        failed = sorted((h for h in hosts if h["state"] != "ready"), key=lambda h: h["state"] != "failed")
+        times = list(ready_at.values())
+        result.update(
+            wall_s=wall, settled=settled, created_s=created_s, ready=states.get("ready", 0), cpu_s=cpu,
+            failed=n - states.get("ready", 0), states=states, calls=counts["total"],
+            throttled=counts["throttled"], per_action=counts["perAction"],
+            by_outcome=counts["byOutcome"], create_errors=create_errors[:5],
+            ready_first_s=min(times) if times else None, ready_p50_s=percentile(times, 0.5),
+            ready_p95_s=percentile(times, 0.95), moto_requests=moto_total,
+            failed_examples=[{"name": h["name"], "state": h["state"], "step": h.get("step"),
+                              "reason": h.get("reason")} for h in failed[:5]],
+        )
+        log(f"{label}: {states} in {wall:.1f} s, {counts['total']} EC2 calls")
+        if failed or create_errors or not settled or keep_logs:
+            dest = save_logs(label, base, ["serve.log", "ec2/front.log", "ec2/agent.log", "ec2/moto.log"])
+            tail = (base / "serve.log").read_text(errors="replace").splitlines()[-40:]
+            result["serve_log_tail"] = tail
+            result["logs"] = str(dest.relative_to(ROOT))
     return result
 
 
@@ -350,44 +358,35 @@ def run_moto_floor(n: int) -> dict:
     label = f"moto-floor-{n}"
     result = {"tool": "moto alone", "mode": "the EC2 calls of N hosts, serially", "n": n, "throttle": False,
               "load": os.getloadavg()[0]}
-    with tempfile.TemporaryDirectory(prefix="onetouch-bench-") as d:
-        base = Path(d)
-        log(f"{label}: starting the test bed in {base}")
-        stack = make_stack(base, False)
-        try:
-            e, ec2 = stack.ec2, stack.ec2_client
-            cpu_used = cpu_meter(stack)
-            start = time.monotonic()
-            for i in range(n):
-                tags = [{"Key": "Name", "Value": f"floor-{i:04d}"}]
-                instance = ec2.run_instances(
-                    ImageId=e["AMI_ID"], InstanceType="t3.small", MinCount=1, MaxCount=1, SubnetId=e["SUBNET_ID"],
-                    SecurityGroupIds=[e["SECURITY_GROUP_ID"]], ClientToken=f"floor-{i}",
-                    MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
-                    TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
-                )["Instances"][0]
-                volume = ec2.create_volume(
-                    AvailabilityZone=instance["Placement"]["AvailabilityZone"], Size=10, Encrypted=True,
-                    KmsKeyId=e["KMS_KEY_ARN"], ClientToken=f"floor-vol-{i}",
-                    TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])
-                ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=instance["InstanceId"], Device="/dev/sdf")
-            wall = time.monotonic() - start
-            cpu = cpu_used()
-            result.update(wall_s=wall, settled=True, ready=n, failed=0, calls=3 * n, throttled=0,
-                          per_action={"RunInstances": n, "CreateVolume": n, "AttachVolume": n}, cpu_s=cpu)
-            log(f"{label}: {n} hosts' EC2 calls in {wall:.1f} s")
-        finally:
-            stack.stop()
+    with fresh_stack(label, False) as (base, stack):
+        e, ec2 = stack.ec2, stack.ec2_client
+        cpu_used = cpu_meter(stack)
+        start = time.monotonic()
+        for i in range(n):
+            tags = [{"Key": "Name", "Value": f"floor-{i:04d}"}]
+            instance = ec2.run_instances(
+                ImageId=e["AMI_ID"], InstanceType="t3.small", MinCount=1, MaxCount=1, SubnetId=e["SUBNET_ID"],
+                SecurityGroupIds=[e["SECURITY_GROUP_ID"]], ClientToken=f"floor-{i}",
+                MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
+                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
+            )["Instances"][0]
+            volume = ec2.create_volume(
+                AvailabilityZone=instance["Placement"]["AvailabilityZone"], Size=10, Encrypted=True,
+                KmsKeyId=e["KMS_KEY_ARN"], ClientToken=f"floor-vol-{i}",
+                TagSpecifications=[{"ResourceType": "volume", "Tags": tags}])
+            ec2.attach_volume(VolumeId=volume["VolumeId"], InstanceId=instance["InstanceId"], Device="/dev/sdf")
+        wall = time.monotonic() - start
+        cpu = cpu_used()
+        result.update(wall_s=wall, settled=True, ready=n, failed=0, calls=3 * n, throttled=0,
+                      per_action={"RunInstances": n, "CreateVolume": n, "AttachVolume": n}, cpu_s=cpu)
+        log(f"{label}: {n} hosts' EC2 calls in {wall:.1f} s")
     return result
 
 
 def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
     label = f"ansible-{mode}-{n}-{'throttled' if throttle else 'unthrottled'}"
     result = {"tool": "Ansible", "mode": mode, "n": n, "throttle": throttle, "load": os.getloadavg()[0]}
-    with tempfile.TemporaryDirectory(prefix="onetouch-bench-") as d:
-        base = Path(d)
-        log(f"{label}: starting the test bed in {base}")
-        stack = make_stack(base, throttle)
+    with fresh_stack(label, throttle) as (base, stack):
         proc = None
         try:
             e = stack.ec2
@@ -454,7 +453,6 @@ def run_ansible(n: int, throttle: bool, mode: str, timeout: float) -> dict:
         finally:
             if proc is not None:
                 stop_tree(proc)
-            stack.stop()
     return result
 
 

@@ -134,9 +134,9 @@ public final class Engine: Service, Sendable {
     /// Asks the engine to look at a host now (a new host, a report, a command).
     /// A host under way that is woken (it reported, a command was given) goes before hosts not yet
     /// started: a burst of `create`s must not keep booted hosts waiting.
-    public func wake(_ hostID: String) async {
-        let started = (try? store.host(id: hostID)).flatMap { $0 }.map { $0.hostState != .pending } ?? false
-        await scheduler.schedule(hostID, at: clock.now, priority: started ? Self.woken : 0)
+    /// `underWay`: the host is past `pending` (the caller has just read its row).
+    public func wake(_ hostID: String, underWay: Bool) async {
+        await scheduler.schedule(hostID, at: clock.now, priority: underWay ? Self.woken : 0)
     }
 
     /// Scheduling priority of a host under way that someone is waiting on.

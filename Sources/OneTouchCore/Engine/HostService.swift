@@ -24,13 +24,14 @@ public final class HostService: Sendable {
     private let directory: any Directory
     private let clock: any EngineClock
     private let ids: any IDGenerator
-    private let wake: @Sendable (String) async -> Void
+    /// Asks the engine to look at a host now; says whether the host is under way (not `pending`).
+    private let wake: @Sendable (_ hostID: String, _ underWay: Bool) async -> Void
     private let logger: Logger
 
     public init(
         store: Store, secrets: SecretBox, renderer: UserDataRenderer, roles: [String: Role], domain: String,
         directory: any Directory, clock: any EngineClock, ids: any IDGenerator, logger: Logger,
-        wake: @escaping @Sendable (String) async -> Void
+        wake: @escaping @Sendable (_ hostID: String, _ underWay: Bool) async -> Void
     ) {
         self.store = store
         self.secrets = secrets
@@ -83,7 +84,7 @@ public final class HostService: Sendable {
             let host = try await store.createHost(
                 id: id, spec: spec, tokenHash: SecretBox.tokenHash(token), now: clock.now, actor: actor)
             logger.info("Host created", metadata: ["host.id": "\(id)", "host.name": "\(name)", "actor": "\(actor)"])
-            await wake(id)
+            await wake(id, false)
             return host
         } catch let error as HostNameTaken {
             throw ServiceError(.conflict, error.description)
@@ -198,7 +199,7 @@ public final class HostService: Sendable {
         logger.info(
             "Host command",
             metadata: ["host.id": "\(host.id)", "command": "\(input.verb)", "actor": "\(actor)", "state": "\(workflow.state)"])
-        await wake(host.id)
+        await wake(host.id, updated.hostState != .pending)
         return updated
     }
 
@@ -240,7 +241,7 @@ public final class HostService: Sendable {
             hostID: hostID, stage: report.stage, exitStatus: report.exitStatus, detail: report.logTail ?? report.volumeId,
             now: clock.now)
         logger.info("Host reported", metadata: ["host.id": "\(hostID)", "stage": "\(report.stage.rawValue)"])
-        await wake(hostID)
+        await wake(hostID, host.hostState != .pending)
         return true
     }
 

@@ -24,8 +24,6 @@ actor Scheduler {
         signal()
     }
 
-    func unschedule(_ id: String) { due[id] = nil }
-
     /// Takes up to `limit` hosts due at `now`, furthest along first, then earliest, and marks them in
     /// flight.
     func takeDue(now: Date, limit: Int) -> [String] {
@@ -46,7 +44,6 @@ actor Scheduler {
     }
 
     var inFlightCount: Int { inFlight.count }
-    var isIdle: Bool { inFlight.isEmpty }
 
     func nextDue() -> Date? {
         due.filter { !inFlight.contains($0.key) }.values.map(\.date).min()

@@ -80,6 +80,9 @@ final class GroupCommit: Sendable {
                         let before = db.totalChangesCount
                         deliveries.append(job.run(db))
                         if db.totalChangesCount != before { writes += 1 }
+                        // Some errors (disk full, I/O) make SQLite roll the whole transaction back:
+                        // later writes must not run outside it, one autocommit at a time.
+                        guard db.isInsideTransaction else { throw TransactionRolledBack() }
                     }
                     return .commit
                 }
@@ -88,10 +91,14 @@ final class GroupCommit: Sendable {
                 failure = error
             }
             for deliver in deliveries { deliver(failure) }
-            // Jobs the transaction never reached (BEGIN failed) fail with it.
+            // Writes the transaction never reached (BEGIN failed, or it was rolled back) fail with it.
             if let failure {
                 for job in jobs.dropFirst(deliveries.count) { job.fail(failure) }
             }
         }
     }
+}
+
+struct TransactionRolledBack: Error, CustomStringConvertible {
+    var description: String { "SQLite rolled the transaction back after an error; nothing in it was saved" }
 }

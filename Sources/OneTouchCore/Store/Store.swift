@@ -278,10 +278,6 @@ extension Store {
     }
 
     /// The unfinished attempt of a step in this generation, left by a crash or a waiting step.
-    public func openAttempt(hostID: String, step: Step, generation: Int) throws -> AttemptRecord? {
-        try read { db in try Self.openAttempt(db, hostID: hostID, step: step, generation: generation) }
-    }
-
     private static func openAttempt(_ db: Database, hostID: String, step: Step, generation: Int) throws -> AttemptRecord? {
         try AttemptRecord.fetchOne(
             try db.cachedStatement(
