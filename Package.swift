@@ -89,12 +89,16 @@ let package = Package(
         // `scripts/bench-engine` runs this: 1,000 hosts through the engine with fake adapters.
         .executableTarget(
             name: "onetouch-bench",
-            dependencies: ["OneTouchCore", "OneTouchTesting", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "OneTouchCore", "OneTouchTesting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "OneTouchCoreTests",
-            dependencies: ["OneTouchCore", "OneTouchTesting", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "OneTouchCore", "OneTouchTesting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,6 +1,8 @@
 import Foundation
-import OneTouchCore
 import Testing
+import Yams
+
+@testable import OneTouchCore
 
 @Suite("User-data rendering")
 struct UserDataTests {
@@ -19,6 +21,23 @@ struct UserDataTests {
         let redacted = try renderer.render(hostID: "h-1", generation: 1, spec: spec, token: nil)
         #expect(!redacted.contains("tok-abcdef"))
         #expect(redacted.contains("ONETOUCH_TOKEN='<redacted>'"))
+    }
+
+    @Test func theBootstrapScriptIsCarriedLineForLineInTheUserData() throws {
+        let rendered = try renderer.render(hostID: "h-1", generation: 1, spec: spec, token: Secret("tok-1"))
+        let document = try #require(try Yams.load(yaml: rendered) as? [String: Any])
+        let files = try #require(document["write_files"] as? [[String: Any]])
+        let script = try #require(files.first { $0["path"] as? String == "/usr/local/sbin/onetouch-bootstrap" }?["content"] as? String)
+        #expect(script.hasPrefix("#!/bin/bash\n# onetouch bootstrap:"))
+        #expect(script.contains("\n\n"), "blank lines survive")
+        #expect(script.contains("\nset -euo pipefail\n"), "the block's indentation is not part of the script")
+        #expect(script.hasSuffix("\n"))
+    }
+
+    @Test func indentPrefixesEveryLineThatIsNotEmpty() {
+        #expect(UserDataRenderer.indent("a\n\nb c\n", by: "  ") == "  a\n\n  b c\n")
+        #expect(UserDataRenderer.indent("", by: "  ") == "")
+        #expect(UserDataRenderer.indent("é\n", by: "> ") == "> é\n")
     }
 
     @Test func unsafeValuesAreRefused() {
