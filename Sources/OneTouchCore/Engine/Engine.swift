@@ -67,6 +67,7 @@ public final class Engine: Service, Sendable {
     public func run() async throws {
         try await store.acquireLease(
             Self.leaseName, owner: owner, ttl: options.leaseTTL, now: clock.now, holderIsGone: options.leaseHolderIsGone)
+        var failure: (any Error)?
         do {
             let loaded = try await loadUnfinishedHosts()
             logger.info("Engine started", metadata: ["hosts.unfinished": "\(loaded)", "engine.owner": "\(owner)"])
@@ -74,10 +75,10 @@ public final class Engine: Service, Sendable {
             // is built to survive, and the next start resumes every host.
             try await cancelWhenGracefulShutdown { try await self.drive() }
         } catch {
-            try? await store.releaseLease(Self.leaseName, owner: owner)
-            throw error
+            failure = error
         }
         try? await store.releaseLease(Self.leaseName, owner: owner)
+        if let failure { throw failure }
         logger.info("Engine stopped", metadata: ["engine.owner": "\(owner)"])
     }
 
