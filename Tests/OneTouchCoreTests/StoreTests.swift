@@ -172,3 +172,22 @@ struct SQLDateTests {
         #expect(SQLDate.format(date) == String.fromDatabaseValue(date.databaseValue))
     }
 }
+
+@Suite("Dates in the API")
+struct APIDateTests {
+    struct Stamp: Codable { var at: Date }
+
+    @Test func timesKeepTheirMillisecondsSoStepDurationsShow() throws {
+        let at = Date(timeIntervalSince1970: 1_795_000_000.25)
+        let json = String(decoding: try APIDates.encoder().encode(Stamp(at: at)), as: UTF8.self)
+        #expect(json == #"{"at":"2026-11-18T11:06:40.250Z"}"#)
+        let back = try APIDates.decoder().decode(Stamp.self, from: Data(json.utf8))
+        #expect(abs(back.at.timeIntervalSince(at)) < 0.001)
+    }
+
+    @Test func timesWithoutAFractionAreReadAndOthersRefused() throws {
+        let whole = try APIDates.decoder().decode(Stamp.self, from: Data(#"{"at":"2026-11-27T17:00:48Z"}"#.utf8))
+        #expect(whole.at == Date(timeIntervalSince1970: 1_795_798_848))
+        #expect(throws: DecodingError.self) { try APIDates.decoder().decode(Stamp.self, from: Data(#"{"at":"yesterday"}"#.utf8)) }
+    }
+}

@@ -89,16 +89,33 @@ public struct EnrollmentBody: Sendable, Codable, Equatable {
     }
 }
 
+/// Dates in the API: ISO 8601 in UTC with milliseconds (`2026-11-27T17:00:48.123Z`), so that
+/// `create --wait` and `events` show how long each step took, not a rounding to whole seconds.
+/// Dates without a fraction are read too.
 public enum APIDates {
+    static let withMilliseconds = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    static let wholeSeconds = Date.ISO8601FormatStyle()
+
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(withMilliseconds.format(date))
+        }
         encoder.outputFormatting = [.sortedKeys]
         return encoder
     }
+
     public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            if let date = try? withMilliseconds.parse(text) { return date }
+            if let date = try? wholeSeconds.parse(text) { return date }
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "\(text) is not an ISO 8601 date such as 2026-11-27T17:00:48.123Z")
+        }
         return decoder
     }
 }
