@@ -166,12 +166,20 @@ struct HostAPITests {
         }
     }
 
-    @Test func destroyedHostTokenIsRevoked() async throws {
+    @Test func aHostTokenIsRevokedAsSoonAsDestroyIsAskedFor() async throws {
         try await withServer { bed, client in
             let created = try await bed.create("web-01")
             try await bed.settle()
             _ = try await bed.service.destroy("web-01", keepVolume: false, actor: "test")
+            // Still tearing down: the host API is closed to it already.
+            #expect(try bed.host("web-01").hostState.kind == .destroying)
+            for path in ["/v1/hosts/\(created.id)/enrollment", "/v1/hosts/\(created.id)/volume"] {
+                try await client.execute(uri: path, method: .get, headers: bearer(try bed.tokenFor(created))) {
+                    #expect($0.status == .unauthorized, "\(path)")
+                }
+            }
             try await bed.settle()
+            #expect(try bed.host("web-01").hostState == .destroyed)
             try await client.execute(
                 uri: "/v1/hosts/\(created.id)/reports", method: .post, headers: bearer(try bed.tokenFor(created)),
                 body: json(#"{"stage":"booted"}"#)

@@ -164,6 +164,11 @@ public final class HostService: Sendable {
         update.eventReason = [input.verb + " requested", note].compactMap { $0 }.joined(separator: "; ")
         update.nextAt = .some(clock.now)
         update.keepVolume = keepVolume
+        if case .destroy = input {
+            // A host being torn down has nothing more to say or fetch: close the host API to it now.
+            update.revokeToken = true
+            update.wipeOneTimePassword = true
+        }
         var facts = host.decodedFacts
         let latest = try store.latestReportID(hostID: host.id)
         var floors = facts.reportFloors ?? [:]
