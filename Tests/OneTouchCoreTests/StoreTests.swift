@@ -41,10 +41,22 @@ struct StoreTests {
             try Migrations.migrator(upTo: migration.id).migrate(queue)
             let count = try queue.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM grdb_migrations") }
             #expect(count == index + 1)
+            // A host with its history, written in the schema of version 1 (every later version keeps it).
+            try queue.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO hosts (id, name, role, spec, state, created_at, updated_at)
+                        VALUES ('h-1', 'web-01', 'web', '{}', 'pending', '2026-11-27 10:00:00.000', '2026-11-27 10:00:00.000');
+                        INSERT INTO events (host_id, at, to_state, reason, actor)
+                        VALUES ('h-1', '2026-11-27 10:00:00.000', 'pending', 'created', 'test');
+                        """)
+            }
             try queue.close()
             let store = try Store(path: path)
             let applied = try store.pool.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
             #expect(applied == Migrations.all.map(\.id))
+            #expect(try store.host(id: "h-1")?.name == "web-01", "upgraded from \(migration.id)")
+            #expect(try store.events(hostID: "h-1").map(\.reason) == ["created"], "upgraded from \(migration.id)")
         }
     }
 
@@ -73,6 +85,14 @@ struct StoreTests {
         #expect(throws: DatabaseError.self) {
             try store.pool.write { db in try db.execute(sql: "UPDATE events SET reason = 'x' WHERE host_id = ?", arguments: [host.id]) }
         }
+        #expect(throws: DatabaseError.self) {
+            try store.pool.write { db in try db.execute(sql: "DELETE FROM events WHERE host_id = ?", arguments: [host.id]) }
+        }
+        // Nor does deleting the host by hand take its history with it.
+        #expect(throws: DatabaseError.self) {
+            try store.pool.write { db in try db.execute(sql: "DELETE FROM hosts WHERE id = ?", arguments: [host.id]) }
+        }
+        #expect(try store.events(hostID: host.id).count == 1)
     }
 
     @Test func aStaleUpdateIsRefused() async throws {
