@@ -51,7 +51,7 @@ public struct OneTouchApplication {
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
             directory: adapters.directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0, underWay: $1) })
-        let tokens = try Self.adminTokens(configuration.adminTokens, environment: environment)
+        let tokens = try Self.adminTokens(configuration.adminTokens, configFile: configuration.file, environment: environment)
         self.engine = engine
         self.service = service
         self.store = store
@@ -61,17 +61,17 @@ public struct OneTouchApplication {
     }
 
     /// Admin tokens: one per line in the file (or one in the variable); blank lines and `#` comments ignored.
-    static func adminTokens(_ source: SecretSource, environment: [String: String]) throws -> [Secret] {
+    static func adminTokens(_ source: SecretSource, configFile: String, environment: [String: String]) throws -> [Secret] {
         let raw = try source.load(environment: environment).reveal()
         let tokens = raw.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }
         guard !tokens.isEmpty else {
             throw ConfigurationError(
-                file: "admin_tokens", path: "", reason: "no admin token found; put at least one in the token file or variable")
+                file: configFile, path: "admin_tokens", reason: "no admin token found; put at least one in the token file or variable")
         }
         guard tokens.allSatisfy({ $0.count >= 16 }) else {
             throw ConfigurationError(
-                file: "admin_tokens", path: "",
+                file: configFile, path: "admin_tokens",
                 reason: "admin tokens must be at least 16 characters; generate one with `openssl rand -hex 32`")
         }
         return tokens.map(Secret.init)

@@ -317,11 +317,19 @@ struct Render: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the user-data a host gets, with secrets redacted.")
     @Argument var name: String
     @OptionGroup var client: ClientOptions
+    @OptionGroup var output: OutputOptions
 
     func validate() throws { try validateName(name) }
 
+    /// `render --json`: the user-data as one JSON string, with the host it is for.
+    struct Rendered: Encodable {
+        var name: String
+        var userData: String
+    }
+
     func run() async throws {
         let data = try await client.client().get("/v1/admin/hosts/\(AdminClient.escape(name))/user-data")
+        if output.json { return try printJSON(Rendered(name: name, userData: String(decoding: data, as: UTF8.self))) }
         FileHandle.standardOutput.write(data)
     }
 }

@@ -13,8 +13,14 @@ struct CommandLineTests {
 
     @Test(arguments: ["", "_", "Web-01", "-web", String(repeating: "a", count: 64), "web;reboot", "web$(id)", "web 01", "a..b"])
     func badNameExitsTwoWithoutARequest(name: String) async {
-        let code = await OneTouch.runMain(["create", name, "--role", "web", "--server", Self.nowhere])
-        #expect(code == 2)
+        let commands: [[String]] = [
+            ["create", name, "--role", "web"], ["status", name], ["events", name], ["resume", name],
+            ["retry", name, "--from", "provision"], ["destroy", name], ["render", name], ["render", name, "--json"],
+        ]
+        for command in commands {
+            let code = await OneTouch.runMain(command + ["--server", Self.nowhere])
+            #expect(code == 2, "\(command.joined(separator: " "))")
+        }
     }
 
     @Test func unreachableServerExitsThree() async {

@@ -10,11 +10,11 @@ struct HostWorkflowTests {
         [.pending, .ready, .destroyed]
         + Step.provisioning.flatMap { [HostState.running($0), .failed($0, reason: reason), .paused($0, reason: reason)] }
         + [Step.bootstrap, .configPull].map { HostState.waiting($0) }
-        + Step.teardown.flatMap { [HostState.destroying($0), .failed($0, reason: reason)] }
+        + Step.teardown.flatMap { [HostState.destroying($0), .failed($0, reason: reason), .paused($0, reason: reason)] }
 
     static let inputs: [HostWorkflow.Input] =
         [.begin, .stepSucceeded, .stepWaiting, .stepFailed(reason: reason), .needsHuman(reason: reason), .resume, .destroy]
-        + Step.provisioning.map { .retry(from: $0) }
+        + Step.allCases.map { .retry(from: $0) }  // teardown steps too: never a step to retry from
 
     /// The expected result of every (state, input) pair, written out independently of the table.
     static func expected(_ state: HostState, _ input: HostWorkflow.Input) -> HostState? {
@@ -33,7 +33,7 @@ struct HostWorkflowTests {
             return s.isTeardown ? .destroying(s) : .running(s)
         case (.failed(let s, _), .retry(let from)), (.paused(let s, _), .retry(let from)):
             return !s.isTeardown && from <= s ? .running(from) : nil
-        case (.ready, .retry(let from)): return .running(from)
+        case (.ready, .retry(let from)): return from.isTeardown ? nil : .running(from)
         case (.destroying, .destroy), (.destroyed, .destroy): return nil
         case (_, .destroy): return .destroying(.deregister)
         default: return nil

@@ -44,8 +44,8 @@ public struct SecretBox: Sendable {
         return difference == 0
     }
 
-    /// A one-time password: 160 bits from the system CSPRNG, in an alphabet safe for shells and YAML
-    /// (letters and digits only), 32 characters.
+    /// A one-time password from the system CSPRNG, in an alphabet safe for shells and YAML (letters
+    /// and digits only): 32 characters of 57 symbols, about 186 bits.
     public static func oneTimePassword() -> Secret {
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")  // 57 symbols

@@ -42,7 +42,7 @@ public struct HostWorkflow: Sendable, Equatable {
     public static let transitions: [HostState.Kind: Set<HostState.Kind>] = [
         .pending: [.running, .destroying],
         .running: [.running, .waiting, .ready, .failed, .paused, .destroying],
-        .waiting: [.running, .ready, .failed, .paused, .destroying],
+        .waiting: [.running, .failed, .paused, .destroying],
         .ready: [.running, .destroying],
         .failed: [.running, .destroying],
         .paused: [.running, .destroying],
