@@ -186,7 +186,14 @@ struct Status: AsyncParsableCommand {
         print("  role:     \(host.role)   fqdn: \(host.fqdn)   generation: \(host.generation)")
         if let instance = host.instanceId { print("  instance: \(instance)   address: \(host.privateIp ?? "-")") }
         if let volume = host.volumeId { print("  volume:   \(volume)") }
+        if let log = host.failureLog {
+            let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
+            print("  log tail from the host (last \(min(lines.count, Self.logLines)) of \(lines.count) lines; --json has all):")
+            for line in lines.suffix(Self.logLines) { print("    \(line)") }
+        }
     }
+
+    static let logLines = 40
 }
 
 struct List: AsyncParsableCommand {

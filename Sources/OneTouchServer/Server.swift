@@ -71,11 +71,11 @@ public enum OneTouchServer {
                 }
                 state = kind
             }
-            return try json(.ok, try service.store.hosts(state: state).map(HostView.init))
+            return try json(.ok, try service.store.hosts(state: state).map { HostView($0) })
         }
         admin.get("/hosts/:name") { _, context in
             let name = try context.parameters.require("name")
-            return try json(.ok, HostView(try await call { try service.host(named: name) }))
+            return try json(.ok, try await call { try service.status(named: name) })
         }
         admin.get("/hosts/:name/events") { request, context in
             let name = try context.parameters.require("name")
@@ -95,7 +95,7 @@ public enum OneTouchServer {
             return try json(.ok, HostView(try await call { try await service.resume(name, actor: "admin") }))
         }
         admin.post("/resume-failed") { _, _ in
-            try json(.ok, try await call { try await service.resumeAllFailed(actor: "admin") }.map(HostView.init))
+            try json(.ok, try await call { try await service.resumeAllFailed(actor: "admin") }.map { HostView($0) })
         }
         admin.post("/hosts/:name/retry") { request, context in
             let name = try context.parameters.require("name")

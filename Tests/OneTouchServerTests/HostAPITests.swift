@@ -108,6 +108,29 @@ struct HostAPITests {
         }
     }
 
+    @Test func statusOfAHostThatReportedAFailureShowsItsLogTail() async throws {
+        try await withServer { bed, client in
+            bed.silentHosts = ["web-01"]
+            let host = try await bed.create("web-01")
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            #expect(try bed.host("web-01").hostState == .waiting(.bootstrap))
+            try await client.execute(
+                uri: "/v1/hosts/\(host.id)/reports", method: .post, headers: bearer(try bed.tokenFor(host)),
+                body: json(#"{"stage":"failed","exitStatus":2,"logTail":"line 1\nE: Unable to locate package nginx-full"}"#)
+            ) { #expect($0.status == .ok) }
+            await bed.engine.runUntilIdle()
+            #expect(try bed.host("web-01").hostState.kind == .failed)
+            try await client.execute(uri: "/v1/admin/hosts/web-01", method: .get, headers: admin()) { response in
+                let view = try APIDates.decoder().decode(HostView.self, from: Data(buffer: response.body))
+                #expect(view.failureLog == "line 1\nE: Unable to locate package nginx-full")
+            }
+            // The list stays light: no logs there.
+            try await client.execute(uri: "/v1/admin/hosts", method: .get, headers: admin()) { response in
+                #expect(!String(buffer: response.body).contains("failureLog"))
+            }
+        }
+    }
+
     @Test func enrollmentIsTooEarlyThenServedUntilAcknowledgedThenGone() async throws {
         try await withServer { bed, client in
             let created = try await bed.create("web-01")

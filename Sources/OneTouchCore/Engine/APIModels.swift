@@ -15,8 +15,11 @@ public struct HostView: Sendable, Codable, Equatable {
     public var volumeId: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The log tail the host sent with its `failed` report, when that is why the host failed (only in
+    /// the one-host view).
+    public var failureLog: String?
 
-    public init(_ host: HostRecord) {
+    public init(_ host: HostRecord, failureLog: String? = nil) {
         let spec = try? host.decodedSpec
         let facts = host.decodedFacts
         id = host.id
@@ -32,6 +35,7 @@ public struct HostView: Sendable, Codable, Equatable {
         volumeId = facts.volumeID
         createdAt = host.createdAt
         updatedAt = host.updatedAt
+        self.failureLog = failureLog
     }
 }
 

@@ -139,6 +139,15 @@ public final class HostService: Sendable {
         return try await move(host, .destroy, actor: actor, keepVolume: keepVolume)
     }
 
+    /// One host as `onetouch status` shows it. A host that failed on its own report carries the log
+    /// tail it sent (its latest `failed` report since the last retry).
+    public func status(named name: String) throws -> HostView {
+        let host = try host(named: name)
+        guard host.hostState.kind == .failed else { return HostView(host) }
+        let report = try store.latestReport(hostID: host.id, stage: .failed, after: host.reportFloor(for: .failed))
+        return HostView(host, failureLog: report?.detail)
+    }
+
     /// The user-data the host gets, with its token redacted.
     public func renderUserData(_ name: String) throws -> String {
         let host = try host(named: name)
