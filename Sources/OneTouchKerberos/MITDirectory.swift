@@ -120,6 +120,16 @@ public struct MITDirectory: Directory {
         return .permanent("kadmin \(what) failed: \(detail)")
     }
 
+    /// Runs `work`, which blocks (a pipe read, a wait for a process), on a thread of its own. The
+    /// cooperative threads are as many as the cores, and the engine and the HTTP server share them;
+    /// Dispatch's global queues draw on the same few threads on Linux. With two cores, one kadmin run
+    /// read from detached tasks held both threads until kadmin exited.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: work()) }.start()
+        }
+    }
+
     /// Runs kadmin with the keytab; the password, if any, goes on stdin only.
     func kadmin(_ command: [String], stdin: String?) async throws -> Result {
         let process = Process()
@@ -140,10 +150,10 @@ public struct MITDirectory: Directory {
         }
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
-        async let out = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
-        async let err = Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }.value
+        async let out = Self.blocking { output.fileHandleForReading.readDataToEndOfFile() }
+        async let err = Self.blocking { errors.fileHandleForReading.readDataToEndOfFile() }
         let (stdoutData, stderrData) = await (out, err)
-        process.waitUntilExit()
+        await Self.blocking { process.waitUntilExit() }
         return Result(
             status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
             stderr: String(decoding: stderrData, as: UTF8.self))
