@@ -23,7 +23,12 @@ struct KadminProcessTests {
         let runs = ProcessInfo.processInfo.activeProcessorCount * 2
         let start = ContinuousClock.now
         let longestGap = try await withThrowingTaskGroup(of: Duration?.self) { group in
-            for i in 0..<runs { group.addTask { _ = try? await mit.lookup(DirectoryHost(fqdn: "web-\(i).onetouch.test")); return nil } }
+            for i in 0..<runs {
+                group.addTask {
+                    _ = try? await mit.lookup(DirectoryHost(fqdn: "web-\(i).onetouch.test"))
+                    return nil
+                }
+            }
             group.addTask {
                 // A ticker: with the cooperative threads blocked, its 50 ms sleeps would stretch to 2 s.
                 var last = ContinuousClock.now
