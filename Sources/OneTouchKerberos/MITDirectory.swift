@@ -150,10 +150,15 @@ public struct MITDirectory: Directory {
         }
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
-        async let out = Self.blocking { output.fileHandleForReading.readDataToEndOfFile() }
         async let err = Self.blocking { errors.fileHandleForReading.readDataToEndOfFile() }
-        let (stdoutData, stderrData) = await (out, err)
-        await Self.blocking { process.waitUntilExit() }
+        // Both pipes are read at once (kadmin could fill one while we wait on the other); the wait
+        // for its exit follows the end of stdout on the same thread.
+        let stdoutData = await Self.blocking {
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return data
+        }
+        let stderrData = await err
         return Result(
             status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
             stderr: String(decoding: stderrData, as: UTF8.self))
