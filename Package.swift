@@ -24,6 +24,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         // The workflow, engine, store and adapter protocols. Imports no HTTP library.
@@ -43,6 +46,20 @@ let package = Package(
         .target(
             name: "OneTouchEC2",
             dependencies: ["OneTouchCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        // Local VMs: QEMU processes, QMP, copy-on-write overlays, NoCloud seeds, LUKS-encrypted volumes.
+        .target(
+            name: "OneTouchQEMU",
+            dependencies: [
+                "OneTouchCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         // Kerberos directories: MIT (kadmin) and FreeIPA (JSON-RPC).
@@ -87,6 +104,7 @@ let package = Package(
         // Fakes of every adapter protocol. Never linked into the `onetouch` executable.
         .target(name: "OneTouchTesting", dependencies: ["OneTouchCore"], swiftSettings: strict),
         // `scripts/bench-engine` runs this: 1,000 hosts through the engine with fake adapters.
+                "OneTouchQEMU",
         .executableTarget(
             name: "onetouch-bench",
             dependencies: [
@@ -120,3 +138,4 @@ let package = Package(
         ),
     ]
 )
+        .testTarget(name: "OneTouchQEMUTests", dependencies: ["OneTouchQEMU", "OneTouchCore"], swiftSettings: strict),

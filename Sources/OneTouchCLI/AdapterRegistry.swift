@@ -4,24 +4,30 @@ import OneTouchCore
 import OneTouchEC2
 import OneTouchHTTP
 import OneTouchKerberos
+import OneTouchQEMU
 
 /// Builds the adapters a configuration names. Only real adapters live here: the fakes in
 /// OneTouchTesting are never linked into the executable.
 public enum AdapterRegistry {
     public static func make(configuration: Configuration, environment: [String: String], logger: Logger) throws -> Adapters {
-        let cloud = try makeCloud(configuration.provider, environment: environment, logger: logger)
+        let cloud = try makeCloud(
+            configuration.provider, environment: environment, masterKeyFile: configuration.masterKeyFile, logger: logger)
         let directory = try makeDirectory(configuration.directory, environment: environment, logger: logger)
         let notifier = try makeNotifier(configuration.notifier, logger: logger)
         return Adapters(cloud: cloud, directory: directory, notifier: notifier)
     }
 
-    static func makeCloud(_ section: ConfigSection, environment: [String: String], logger: Logger) throws -> any CloudProvider {
+    static func makeCloud(
+        _ section: ConfigSection, environment: [String: String], masterKeyFile: String, logger: Logger
+    ) throws -> any CloudProvider {
         let kind = try section.requiredString("kind")
         switch kind {
         case "ec2":
             return try makeEC2(section, environment: environment)
         default:
             throw section.error("kind", "unknown provider '\(kind)'; this build supports: \(cloudKinds.joined(separator: ", "))")
+        case "qemu":
+            return try makeQEMU(section, masterKeyFile: masterKeyFile, logger: logger)
         }
     }
 
@@ -48,7 +54,70 @@ public enum AdapterRegistry {
         }
     }
 
-    static let cloudKinds = ["ec2"]
+    static let cloudKinds = ["ec2", "qemu"]
+
+    static func makeQEMU(_ section: ConfigSection, masterKeyFile: String, logger: Logger) throws -> any CloudProvider {
+        try section.rejectUnknownKeys([
+            "kind", "image", "state_directory", "memory_mib", "cpus", "accelerator", "forwards", "qemu", "qemu_img", "iso_tool",
+            "relay", "shutdown_deadline",
+        ])
+        let image = try section.path("image") ?? ""
+        guard !image.isEmpty else {
+            throw section.error("image", "is required: the folder scripts/build-image prints (base.qcow2, vmlinuz, initrd.img)")
+        }
+        for name in ["base.qcow2", "vmlinuz", "initrd.img"]
+        where !FileManager.default.fileExists(atPath: URL(fileURLWithPath: image).appendingPathComponent(name).path) {
+            throw section.error("image", "\(image) has no \(name); run scripts/build-image and give the folder it prints")
+        }
+        var forwards: [QEMUSettings.Forward] = []
+        for forward in try section.sections("forwards") ?? [] {
+            try forward.rejectUnknownKeys(["guest", "host"])
+            let guest = try forward.requiredString("guest")
+            let host = try forward.requiredString("host")
+            guard let (guestAddress, guestPort) = hostAndPort(guest), guestAddress.hasPrefix("10.0.2.") else {
+                throw forward.error("guest", "expected an address of the guest network and a port, e.g. 10.0.2.100:8780, got '\(guest)'")
+            }
+            guard let (hostAddress, hostPort) = hostAndPort(host) else {
+                throw forward.error("host", "expected HOST:PORT on this machine, e.g. 127.0.0.1:8780, got '\(host)'")
+            }
+            forwards.append(.init(guestAddress: guestAddress, guestPort: guestPort, hostAddress: hostAddress, hostPort: hostPort))
+        }
+        var settings = QEMUSettings(
+            imageDirectory: image, stateDirectory: try section.path("state_directory") ?? section.resolve("vms"), forwards: forwards)
+        settings.memoryMiB = try section.int("memory_mib", range: 256...65_536) ?? settings.memoryMiB
+        settings.cpus = try section.int("cpus", range: 1...64) ?? settings.cpus
+        settings.accelerator = try section.string("accelerator") ?? settings.accelerator
+        guard ["tcg", "kvm"].contains(settings.accelerator) else {
+            throw section.error("accelerator", "expected tcg or kvm (kvm only where a test boot proves it works)")
+        }
+        settings.qemuSystem = try section.path("qemu") ?? settings.qemuSystem
+        settings.qemuImg = try section.path("qemu_img") ?? settings.qemuImg
+        settings.isoTool = try section.path("iso_tool") ?? settings.isoTool
+        settings.relay = try section.path("relay") ?? settings.relay
+        settings.shutdownDeadline = try section.duration("shutdown_deadline") ?? settings.shutdownDeadline
+        for (key, program) in [
+            ("qemu", settings.qemuSystem), ("qemu_img", settings.qemuImg), ("iso_tool", settings.isoTool), ("relay", settings.relay),
+        ]
+        where !FileManager.default.isExecutableFile(atPath: program) {
+            throw section.error(key, "\(program) is not installed; run scripts/install-vm-deps")
+        }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw section.error("state_directory", "cannot create \(settings.stateDirectory): \(error.localizedDescription)")
+        }
+        let sealer = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: masterKeyFile))
+        return QEMUCloudProvider(settings: settings, sealer: sealer, logger: logger)
+    }
+
+    /// "HOST:PORT" split, or nil.
+    static func hostAndPort(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port),
+            colon > text.startIndex
+        else { return nil }
+        return (String(text[..<colon]), port)
+    }
     static let directoryKinds = ["mit", "freeipa"]
 
     static func makeFreeIPA(_ section: ConfigSection, environment: [String: String]) throws -> any Directory {
@@ -107,13 +176,16 @@ public enum AdapterRegistry {
     }
 
     static func makeMIT(_ section: ConfigSection) throws -> any Directory {
-        try section.rejectUnknownKeys(["kind", "realm", "admin_server", "kdc", "principal", "keytab", "kadmin", "krb5_config"])
+        try section.rejectUnknownKeys([
+            "kind", "realm", "admin_server", "kdc", "host_admin_server", "principal", "keytab", "kadmin", "krb5_config",
+        ])
         var settings = MITDirectory.Settings(
             realm: try section.requiredString("realm"), adminServer: try section.requiredString("admin_server"),
             kdc: try section.requiredString("kdc"), principal: try section.requiredString("principal"),
-            keytab: try section.requiredString("keytab"))
-        settings.kadmin = try section.string("kadmin") ?? settings.kadmin
-        settings.krb5Config = try section.string("krb5_config")
+            keytab: section.resolve(try section.requiredString("keytab")))
+        settings.kadmin = try section.path("kadmin") ?? settings.kadmin
+        settings.hostAdminServer = try section.string("host_admin_server")
+        settings.krb5Config = try section.path("krb5_config")
         guard FileManager.default.isReadableFile(atPath: settings.keytab) else {
             throw section.error("keytab", "cannot read \(settings.keytab); give the provisioner's keytab (mode 0600)")
         }

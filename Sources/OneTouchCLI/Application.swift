@@ -50,7 +50,14 @@ public struct OneTouchApplication {
             owner: owner ?? ProcessLease.owner, crashHook: try KillSwitch.parse(environment)?.hook())
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
-            directory: adapters.directory, clock: clock, ids: ids, logger: logger, wake: { await engine.wake($0, underWay: $1) })
+            directory: adapters.directory, clock: clock, ids: ids, logger: logger,
+            repositoryCredential: try configuration.repositoryCredential.map { credential in
+                do {
+                    return RepositoryCredential(kind: credential.kind, secret: try credential.source.load(environment: environment))
+                } catch let error as ConfigurationError {
+                    throw ConfigurationError(file: configuration.file, path: "config.credential", reason: error.reason)
+                }
+            }, wake: { await engine.wake($0, underWay: $1) })
         let tokens = try Self.adminTokens(configuration.adminTokens, configFile: configuration.file, environment: environment)
         self.engine = engine
         self.service = service

@@ -118,7 +118,8 @@ public actor FreeIPADirectory: Directory {
     }
 
     public nonisolated func enrollmentInfo(for host: DirectoryHost) -> EnrollmentInfo {
-        EnrollmentInfo(backend: "freeipa", realm: settings.realm, server: settings.server, principal: principal(host))
+        EnrollmentInfo(
+            backend: "freeipa", realm: settings.realm, server: settings.server, principal: principal(host), domain: settings.domain)
     }
 
     /// A cheap round trip (login if needed, then `ping`); returns the server's summary line.

@@ -14,6 +14,8 @@ public struct MITDirectory: Directory {
         public var adminServer: String
         /// The KDC the hosts use, as HOST:PORT (told to hosts at enrollment).
         public var kdc: String
+        /// kadmind as the hosts reach it (HOST:PORT), when not the same as `adminServer`.
+        public var hostAdminServer: String?
         public var principal: String
         public var keytab: String
         public var kadmin: String = "/usr/bin/kadmin"
@@ -75,7 +77,10 @@ public struct MITDirectory: Directory {
     }
 
     public func enrollmentInfo(for host: DirectoryHost) -> EnrollmentInfo {
-        EnrollmentInfo(backend: "mit", realm: settings.realm, server: settings.kdc, principal: principal(host))
+        EnrollmentInfo(
+            backend: "mit", realm: settings.realm, server: settings.kdc, principal: principal(host),
+            domain: host.fqdn.split(separator: ".", maxSplits: 1).last.map(String.init), kdc: settings.kdc,
+            adminServer: settings.hostAdminServer ?? settings.adminServer)
     }
 
     /// The principal's key version, or nil when it does not exist (`getprinc -terse`, field 9).

@@ -37,9 +37,7 @@ public enum OneTouchServer {
             case .delivered(let info, let otp):
                 return try json(
                     .ok,
-                    EnrollmentBody(
-                        backend: info.backend, realm: info.realm, server: info.server, principal: info.principal,
-                        oneTimePassword: otp.reveal()),
+                    EnrollmentBody(info, oneTimePassword: otp.reveal()),
                     headers: [.cacheControl: "no-store"])
             }
         }
@@ -52,6 +50,22 @@ public enum OneTouchServer {
                     ErrorBody(error: "the data volume is not attached yet; poll again in a few seconds"))
             }
             return try json(.ok, ["volumeId": volume])
+        }
+
+        router.get("/v1/hosts/:id/task") { request, context in
+            let id = try context.parameters.require("id")
+            let token = try bearer(request)
+            return try json(.ok, try await call { try service.task(hostID: id, token: token) })
+        }
+        router.get("/v1/hosts/:id/config-credential") { request, context in
+            let id = try context.parameters.require("id")
+            let token = try bearer(request)
+            guard let credential = try await call({ try service.repositoryCredential(hostID: id, token: token) }) else {
+                return Response(status: .noContent)
+            }
+            return try json(
+                .ok, RepositoryCredentialBody(kind: credential.kind.rawValue, secret: credential.secret.reveal()),
+                headers: [.cacheControl: "no-store"])
         }
 
         // MARK: Admin API

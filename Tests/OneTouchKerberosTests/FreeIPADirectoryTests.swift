@@ -236,7 +236,7 @@ struct FreeIPADirectoryTests {
                 info
                     == EnrollmentInfo(
                         backend: "freeipa", realm: "ONETOUCH.TEST", server: "localhost",
-                        principal: "host/web-02.onetouch.test@ONETOUCH.TEST"))
+                        principal: "host/web-02.onetouch.test@ONETOUCH.TEST", domain: "onetouch.test"))
             #expect(try await bed.hosts()[host.fqdn]?["krbprincipalname"] as? String == info.principal)
         }
 

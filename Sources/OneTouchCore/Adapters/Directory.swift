@@ -30,17 +30,29 @@ public struct Preregistration: Sendable, Equatable {
     }
 }
 
-/// What a host needs to enroll itself (served once with its one-time password).
+/// What a host needs to enroll itself (served once with its one-time password). Addresses are as
+/// the host reaches them, which may differ from how `serve` does (a local VM dials a relay).
 public struct EnrollmentInfo: Sendable, Equatable, Codable {
     public var backend: String
     public var realm: String
     public var server: String
     public var principal: String
-    public init(backend: String, realm: String, server: String, principal: String) {
+    /// The DNS domain the host joins (FreeIPA's `--domain`; the MIT `[domain_realm]` mapping).
+    public var domain: String?
+    /// The KDC and the admin server as HOST:PORT, for the host's krb5.conf (MIT).
+    public var kdc: String?
+    public var adminServer: String?
+    public init(
+        backend: String, realm: String, server: String, principal: String, domain: String? = nil, kdc: String? = nil,
+        adminServer: String? = nil
+    ) {
         self.backend = backend
         self.realm = realm
         self.server = server
         self.principal = principal
+        self.domain = domain
+        self.kdc = kdc
+        self.adminServer = adminServer
     }
 }
 

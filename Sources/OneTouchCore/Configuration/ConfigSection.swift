@@ -140,6 +140,29 @@ public struct ConfigSection: @unchecked Sendable {
         }
     }
 
+    /// A list of mappings, e.g. `forwards: [{guest: …, host: …}]`.
+    public func sections(_ key: String) throws -> [ConfigSection]? {
+        guard let node = node(key) else { return nil }
+        guard let sequence = node.sequence else { throw error(key, "expected a list") }
+        return try sequence.enumerated().map { index, item in
+            guard let mapping = item.mapping else { throw error("\(key)[\(index)]", "expected a mapping of settings") }
+            return ConfigSection(mapping: mapping, path: keyPath("\(key)[\(index)]"), file: file)
+        }
+    }
+
+    /// A file or folder path; a relative one is resolved against the configuration file's folder,
+    /// not the working directory (a service and a person in another folder read the same file).
+    public func path(_ key: String) throws -> String? {
+        try string(key).map(resolve)
+    }
+
+    /// `path` resolved against the configuration file's folder when it is relative.
+    public func resolve(_ path: String) -> String {
+        if path.hasPrefix("/") || path.isEmpty { return path }
+        let folder = URL(fileURLWithPath: file).deletingLastPathComponent()
+        return folder.appendingPathComponent(path).standardizedFileURL.path
+    }
+
     public func section(_ key: String) throws -> ConfigSection? {
         guard let node = node(key) else { return nil }
         guard let mapping = node.mapping else { throw error(key, "expected a mapping of settings") }
@@ -158,7 +181,7 @@ public struct ConfigSection: @unchecked Sendable {
             throw error(key, "secrets are given by reference: `\(key): {file: /path}` or `\(key): {env: NAME}`, never inline")
         }
         try section.rejectUnknownKeys(["file", "env"])
-        if let file = try section.string("file") { return .file(file) }
+        if let file = try section.string("file") { return .file(resolve(file)) }
         if let env = try section.string("env") { return .environment(env) }
         throw error(key, "give `file:` or `env:`")
     }

@@ -15,6 +15,18 @@ public struct Role: Sendable, Equatable {
     }
 }
 
+/// A credential hosts use to read a private configuration repository: a deploy key (ssh) or a token
+/// (https). Delivered through the host API like the one-time password, never in user-data.
+public struct RepositoryCredential: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable { case sshKey = "ssh-key", httpsToken = "https-token" }
+    public var kind: Kind
+    public var secret: Secret
+    public init(kind: Kind, secret: Secret) {
+        self.kind = kind
+        self.secret = secret
+    }
+}
+
 /// The whole `serve` configuration, read from one YAML file (see docs/configuration.md).
 public struct Configuration: Sendable {
     public var listenHost: String = "127.0.0.1"
@@ -32,6 +44,8 @@ public struct Configuration: Sendable {
     public var configRepository: String
     public var configBranch: String = "main"
     public var pullPeriod: Duration = .seconds(30 * 60)
+    /// Where the credential for a private configuration repository comes from, and its kind.
+    public var repositoryCredential: (kind: RepositoryCredential.Kind, source: SecretSource)?
     public var roles: [String: Role]
     /// Adapter sections, read by the adapter modules.
     public var provider: ConfigSection
@@ -55,11 +69,11 @@ public struct Configuration: Sendable {
         let root = try ConfigSection.parse(yaml: yaml, file: file)
         try root.rejectUnknownKeys(topLevelKeys)
         let configRepo = try root.requiredSection("config")
-        try configRepo.rejectUnknownKeys(["repository", "branch", "pull_period"])
+        try configRepo.rejectUnknownKeys(["repository", "branch", "pull_period", "credential"])
         var configuration = Configuration(
             publicURL: try root.requiredString("public_url"),
-            database: try root.string("database") ?? "onetouch.sqlite",
-            masterKeyFile: try root.string("master_key_file") ?? "master.key",
+            database: root.resolve(try root.string("database") ?? "onetouch.sqlite"),
+            masterKeyFile: root.resolve(try root.string("master_key_file") ?? "master.key"),
             adminTokens: try root.secretSource("admin_tokens") ?? .environment("ONETOUCH_ADMIN_TOKEN"),
             domain: try root.requiredString("domain"),
             configRepository: try configRepo.requiredString("repository"),
@@ -79,6 +93,28 @@ public struct Configuration: Sendable {
         }
         configuration.concurrency = try root.int("concurrency", range: 1...10_000) ?? configuration.concurrency
         configuration.configBranch = try configRepo.string("branch") ?? configuration.configBranch
+        for (key, value) in [("repository", configuration.configRepository), ("branch", configuration.configBranch)]
+        where value.hasPrefix("-") || value.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "\\" }) {
+            throw configRepo.error(key, "'\(value)' cannot be handed to git safely: no leading '-', spaces, quotes or backslashes")
+        }
+        if let credential = try configRepo.section("credential") {
+            try credential.rejectUnknownKeys(["kind", "file", "env"])
+            let kindText = try credential.requiredString("kind")
+            guard let kind = RepositoryCredential.Kind(rawValue: kindText) else {
+                throw credential.error(
+                    "kind",
+                    "expected one of \(RepositoryCredential.Kind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(kindText)'")
+            }
+            let source: SecretSource
+            if let file = try credential.path("file") {
+                source = .file(file)
+            } else if let env = try credential.string("env") {
+                source = .environment(env)
+            } else {
+                throw credential.error(nil, "give `file:` (a deploy key or token file) or `env:`")
+            }
+            configuration.repositoryCredential = (kind, source)
+        }
         configuration.pullPeriod = try configRepo.duration("pull_period") ?? configuration.pullPeriod
         guard configuration.pullPeriod >= .seconds(60) else {
             throw configRepo.error("pull_period", "must be at least 1m so hosts do not hammer git")
@@ -100,10 +136,18 @@ public struct Configuration: Sendable {
         for name in roles.keys {
             let role = try roles.requiredSection(name)
             try role.rejectUnknownKeys(["instance_type", "volume_gib", "playbook"])
+            let playbook = try role.string("playbook") ?? "\(name).yml"
+            guard !playbook.hasPrefix("-"), !playbook.hasPrefix("/"), !playbook.split(separator: "/").contains(".."),
+                !playbook.contains(where: { $0.isWhitespace || $0 == "'" || $0 == "\\" || $0 == "$" || $0 == "`" })
+            else {
+                throw role.error("playbook", "'\(playbook)' must be a plain path inside the configuration repository, e.g. web.yml")
+            }
+            guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), !name.hasPrefix("-") else {
+                throw roles.error(name, "a role name uses letters, digits, '-' and '_' only")
+            }
             configuration.roles[name] = Role(
                 name: name, instanceType: try role.requiredString("instance_type"),
-                volumeGiB: try role.int("volume_gib", range: 1...16_384) ?? 10,
-                playbook: try role.string("playbook") ?? "\(name).yml")
+                volumeGiB: try role.int("volume_gib", range: 1...16_384) ?? 10, playbook: playbook)
         }
         return configuration
     }

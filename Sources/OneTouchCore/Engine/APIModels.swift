@@ -76,20 +76,50 @@ public struct ErrorBody: Sendable, Codable, Equatable {
     public init(error: String) { self.error = error }
 }
 
-/// The one-time password response of the host API.
+/// The one-time password response of the host API: what the host needs to enroll, as it reaches it.
 public struct EnrollmentBody: Sendable, Codable, Equatable {
     public var backend: String
     public var realm: String
     public var server: String
     public var principal: String
+    public var domain: String?
+    public var kdc: String?
+    public var adminServer: String?
     public var oneTimePassword: String
 
-    public init(backend: String, realm: String, server: String, principal: String, oneTimePassword: String) {
-        self.backend = backend
-        self.realm = realm
-        self.server = server
-        self.principal = principal
+    public init(_ info: EnrollmentInfo, oneTimePassword: String) {
+        self.backend = info.backend
+        self.realm = info.realm
+        self.server = info.server
+        self.principal = info.principal
+        self.domain = info.domain
+        self.kdc = info.kdc
+        self.adminServer = info.adminServer
         self.oneTimePassword = oneTimePassword
+    }
+}
+
+/// What the orchestrator waits for from the host now (`GET /v1/hosts/{id}/task`). A host whose own
+/// stage failed polls this and runs again when a new attempt appears (after `onetouch retry` or
+/// `resume`), so a retried step reaches the host without any inbound connection to it.
+public struct HostTask: Sendable, Codable, Equatable {
+    /// `bootstrap` or `config-pull` (run the bootstrap again), `none` (nothing to do now) or `done`.
+    public var step: String
+    /// Opaque; changes with every retry or resume.
+    public var attempt: String
+    public init(step: String, attempt: String) {
+        self.step = step
+        self.attempt = attempt
+    }
+}
+
+/// A credential for a private configuration repository (`GET /v1/hosts/{id}/config-credential`).
+public struct RepositoryCredentialBody: Sendable, Codable, Equatable {
+    public var kind: String
+    public var secret: String
+    public init(kind: String, secret: String) {
+        self.kind = kind
+        self.secret = secret
     }
 }
 

@@ -208,6 +208,8 @@ public final class Engine: Service, Sendable {
             }
         } catch is SimulatedCrash {
             logger.warning("Simulated crash", metadata: ["host.id": "\(hostID)"])
+        } catch is CancellationError {
+            logger.debug("Stopped mid-step by shutdown; the next start resumes it", metadata: ["host.id": "\(hostID)"])
         } catch let error as HostChanged {
             logger.debug("Host changed meanwhile; looking again", metadata: ["host.id": "\(error.hostID)"])
             await scheduler.schedule(hostID, at: clock.now)
@@ -290,6 +292,10 @@ public final class Engine: Service, Sendable {
         } catch is SimulatedCrash {
             throw SimulatedCrash()
         } catch {
+            // A step cut short by shutdown (SIGTERM, SIGINT, lease loss) is a crash to resume, never a
+            // step error: whatever the adapter made of the cancellation (a connection error, say),
+            // nothing is recorded, no attempt is spent and the next start runs the step again.
+            if Task.isCancelled || error is CancellationError { throw CancellationError() }
             try crash(step, .externalCallMade)
             try await finish(host, step: step, attempt: &attempt, error: StepError.classify(error), spec: spec)
             return nil

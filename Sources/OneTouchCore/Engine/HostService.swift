@@ -24,6 +24,8 @@ public final class HostService: Sendable {
     private let directory: any Directory
     private let clock: any EngineClock
     private let ids: any IDGenerator
+    /// What hosts use to read a private configuration repository, if it needs one.
+    private let repositoryCredential: RepositoryCredential?
     /// Asks the engine to look at a host now; says whether the host is under way (not `pending`).
     private let wake: @Sendable (_ hostID: String, _ underWay: Bool) async -> Void
     private let logger: Logger
@@ -31,8 +33,10 @@ public final class HostService: Sendable {
     public init(
         store: Store, secrets: SecretBox, renderer: UserDataRenderer, roles: [String: Role], domain: String,
         directory: any Directory, clock: any EngineClock, ids: any IDGenerator, logger: Logger,
+        repositoryCredential: RepositoryCredential? = nil,
         wake: @escaping @Sendable (_ hostID: String, _ underWay: Bool) async -> Void
     ) {
+        self.repositoryCredential = repositoryCredential
         self.store = store
         self.secrets = secrets
         self.renderer = renderer
@@ -231,11 +235,17 @@ public final class HostService: Sendable {
         public var exitStatus: Int?
         public var logTail: String?
         public var volumeId: String?
-        public init(stage: ReportRecord.Stage, exitStatus: Int? = nil, logTail: String? = nil, volumeId: String? = nil) {
+        /// On `failed`: which of the host's stages failed.
+        public var failedStage: ReportRecord.FailedStage?
+        public init(
+            stage: ReportRecord.Stage, exitStatus: Int? = nil, logTail: String? = nil, volumeId: String? = nil,
+            failedStage: ReportRecord.FailedStage? = nil
+        ) {
             self.stage = stage
             self.exitStatus = exitStatus
             self.logTail = logTail
             self.volumeId = volumeId
+            self.failedStage = failedStage
         }
     }
 
@@ -253,7 +263,7 @@ public final class HostService: Sendable {
         }
         try await store.recordReport(
             hostID: hostID, stage: report.stage, exitStatus: report.exitStatus, detail: report.logTail ?? report.volumeId,
-            now: clock.now)
+            failedStage: report.stage == .failed ? report.failedStage : nil, now: clock.now)
         logger.info("Host reported", metadata: ["host.id": "\(hostID)", "stage": "\(report.stage.rawValue)"])
         await wake(hostID, host.hostState != .pending)
         return true
@@ -279,6 +289,28 @@ public final class HostService: Sendable {
             logger.info("One-time password delivered", metadata: ["host.id": "\(hostID)"])
             return .delivered(info: directory.enrollmentInfo(for: DirectoryHost(fqdn: spec.fqdn)), oneTimePassword: otp)
         }
+    }
+
+    /// What the orchestrator waits for from the host now. The attempt changes with every retry or
+    /// resume (they move the host's floor for `failed` reports), so a host that failed runs again
+    /// exactly once per retry.
+    public func task(hostID: String, token: String) throws -> HostTask {
+        let host = try authenticate(hostID: hostID, token: token)
+        let attempt = "g\(host.generation)-\(host.reportFloor(for: .failed))"
+        switch host.hostState {
+        case .running(let step) where step.isWaiting, .waiting(let step):
+            return HostTask(step: step.rawValue, attempt: attempt)
+        case .ready:
+            return HostTask(step: "done", attempt: attempt)
+        default:
+            return HostTask(step: "none", attempt: attempt)
+        }
+    }
+
+    /// The private repository's credential, for a host still being set up (its token works until then).
+    public func repositoryCredential(hostID: String, token: String) throws -> RepositoryCredential? {
+        _ = try authenticate(hostID: hostID, token: token)
+        return repositoryCredential
     }
 
     /// The data volume the host should mount, once it is attached.

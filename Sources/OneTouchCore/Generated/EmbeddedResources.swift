@@ -105,6 +105,16 @@ CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 
 """#####),
+        (id: "0003_failed_stage", sql: #####"""
+-- onetouch schema, version 3: a host's failure report names the stage of its own that failed.
+-- A shipped migration is never edited: add a new numbered file instead.
+--
+-- A host enrolls, mounts its volume and pulls its configuration; when one of them fails, the reason an
+-- operator reads must name that stage (enrollment, not "config-pull" with an earlier stage's output).
+ALTER TABLE reports ADD COLUMN failed_stage TEXT
+    CHECK (failed_stage IS NULL OR failed_stage IN ('packages','enrollment','volume','config-pull'));
+
+"""#####),
     ]
     static let templates: [String: String] = [
         "bootstrap.sh.mustache": #####"""

@@ -26,6 +26,16 @@ struct ConfigPullStep: HostStep {
 }
 
 enum HostReports {
+    /// Where to run again after the host's own stage failed: the host picks a retried step up by
+    /// itself (it polls `/task`), so the VM is kept unless the stage needs a new one-time password.
+    static func retryStep(after stage: ReportRecord.FailedStage?) -> Step {
+        switch stage {
+        case .enrollment: .preregister
+        case .packages, .volume, .configPull: .configPull
+        case nil: .provision
+        }
+    }
+
     /// The newest report of `stage` (one read, with the failure check): a `failed` report from the
     /// host ends the waiting step with the host's own words.
     static func latest(_ stage: ReportRecord.Stage, _ context: StepContext, during step: Step) throws -> ReportRecord? {
@@ -34,12 +44,11 @@ enum HostReports {
             after: [stage: context.reportFloor(for: stage), .failed: context.reportFloor(for: .failed)])
         if let failed = reports[.failed] {
             let tail = (failed.detail ?? "").split(separator: "\n").suffix(3).joined(separator: " | ")
+            let what = failed.failedStage.map { "\($0.phrase) failed on the host" } ?? "the host reported a failure during \(step.rawValue)"
             throw StepError.permanent(
-                "the host reported a failure during \(step.rawValue)"
-                    + (failed.exitStatus.map { " (exit status \($0))" } ?? "") + (tail.isEmpty ? "" : ": \(tail.prefix(300))"),
-                hint:
-                    "`onetouch status \(context.spec.name)` shows its log tail; fix the cause, then run `onetouch retry \(context.spec.name) --from provision`"
-            )
+                what + (failed.exitStatus.map { " (exit status \($0))" } ?? "") + (tail.isEmpty ? "" : ": \(tail.prefix(300))"),
+                hint: "`onetouch status \(context.spec.name)` shows its log tail; fix the cause, then run "
+                    + "`onetouch retry \(context.spec.name) --from \(Self.retryStep(after: failed.failedStage).rawValue)`")
         }
         return reports[stage]
     }

@@ -83,7 +83,7 @@ extension ReportRecord {
     public init(row: Row) throws {
         self.init(
             id: row["id"], hostID: row["host_id"], stage: row["stage"], exitStatus: row["exit_status"], detail: row["detail"],
-            receivedAt: row["received_at"])
+            receivedAt: row["received_at"], failedStage: (row["failed_stage"] as String?).flatMap(FailedStage.init(rawValue:)))
     }
 
     public func encode(to container: inout PersistenceContainer) throws {
@@ -93,6 +93,7 @@ extension ReportRecord {
         container["exit_status"] = exitStatus
         container["detail"] = detail
         container["received_at"] = receivedAt
+        container["failed_stage"] = failedStage?.rawValue
     }
 }
 

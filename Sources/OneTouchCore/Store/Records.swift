@@ -178,12 +178,44 @@ public struct ReportRecord: Sendable, Codable, Equatable, FetchableRecord, Mutab
     public var exitStatus: Int?
     public var detail: String?
     public var receivedAt: Date
+    /// On a `failed` report: the host's own stage that failed.
+    public var failedStage: FailedStage?
+
+    /// The stages of the bootstrap script a failure can name.
+    public enum FailedStage: String, Sendable, Codable, CaseIterable {
+        case packages, enrollment, volume
+        case configPull = "config-pull"
+
+        /// How a reason names it.
+        public var phrase: String {
+            switch self {
+            case .packages: "installing the packages the bootstrap needs"
+            case .enrollment: "Kerberos enrollment"
+            case .volume: "mounting the data volume"
+            case .configPull: "the configuration pull (ansible-pull)"
+            }
+        }
+    }
+
+    public init(
+        id: Int64?, hostID: String, stage: Stage, exitStatus: Int?, detail: String?, receivedAt: Date,
+        failedStage: FailedStage? = nil
+    ) {
+        self.id = id
+        self.hostID = hostID
+        self.stage = stage
+        self.exitStatus = exitStatus
+        self.detail = detail
+        self.receivedAt = receivedAt
+        self.failedStage = failedStage
+    }
 
     enum CodingKeys: String, CodingKey {
         case id, stage, detail
         case hostID = "host_id"
         case exitStatus = "exit_status"
         case receivedAt = "received_at"
+        case failedStage = "failed_stage"
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }

@@ -360,11 +360,13 @@ extension Store {
 extension Store {
     @discardableResult
     public func recordReport(
-        hostID: String, stage: ReportRecord.Stage, exitStatus: Int?, detail: String?, now: Date
+        hostID: String, stage: ReportRecord.Stage, exitStatus: Int?, detail: String?, failedStage: ReportRecord.FailedStage? = nil,
+        now: Date
     ) async throws -> ReportRecord {
         try await write { db in
             var report = ReportRecord(
-                id: nil, hostID: hostID, stage: stage, exitStatus: exitStatus, detail: detail, receivedAt: now)
+                id: nil, hostID: hostID, stage: stage, exitStatus: exitStatus, detail: detail, receivedAt: now,
+                failedStage: failedStage)
             try report.insert(db)
             // A report after the one-time password was fetched acknowledges it: wipe it now.
             if stage != .booted {

@@ -19,7 +19,7 @@ public struct UserDataRenderer: Sendable {
     public struct UnsafeValue: Error, CustomStringConvertible {
         public let field: String
         public var description: String {
-            "\(field) contains a quote, backslash or control character, which the user-data cannot carry safely; change it in the configuration"
+            "\(field) contains a quote, backslash or control character, or starts with '-', which the user-data cannot carry safely; change it in the configuration"
         }
     }
 
@@ -42,6 +42,9 @@ public struct UserDataRenderer: Sendable {
         ]
         for (field, value) in values
         where value.contains(where: { $0 == "'" || $0 == "\\" || $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) {
+            throw UnsafeValue(field: field)
+        }
+        for field in ["playbook", "config_repository", "config_branch"] where values[field]?.hasPrefix("-") == true {
             throw UnsafeValue(field: field)
         }
         let script = try Self.template("bootstrap.sh.mustache").render(values)
