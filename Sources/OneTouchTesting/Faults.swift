@@ -13,6 +13,9 @@ public enum Fault: Sendable, Equatable {
     case needsHumanRecheck(String, after: Duration)
     /// Performs the side effect, then loses the response (a transient error reaches the caller).
     case lostResponse
+    /// Shutdown strikes during the call: the calling task is cancelled and the adapter reports it the
+    /// way HTTP clients do, as a connection error.
+    case cancelledMidCall
 }
 
 /// Queues of faults per operation name, consumed one per call.
@@ -44,6 +47,9 @@ public final class FaultPlan: Sendable {
         case .lostResponse?:
             _ = try effect()
             throw StepError.transient("injected lost response from \(operation)")
+        case .cancelledMidCall?:
+            withUnsafeCurrentTask { $0?.cancel() }
+            throw StepError.transient("connection reset by peer during \(operation)")
         }
     }
 }
