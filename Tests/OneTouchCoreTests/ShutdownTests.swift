@@ -7,7 +7,8 @@ import Testing
 struct ShutdownTests {
     /// The adapter call each provisioning step makes, where shutdown strikes.
     static let calls: [(step: Step, operation: String, onDirectory: Bool)] = [
-        (.provision, "launch", false), (.preregister, "preregister", true), (.attachVolume, "createVolume", false),
+        (.provision, "launch", false), (.preregister, "preregister", true),
+        (.bootstrap, "createVolume", false), (.attachVolume, "attachVolume", false),
         (.complete, "isEnrolled", true),
     ]
 
@@ -29,7 +30,7 @@ struct ShutdownTests {
         #expect(!events.contains { $0.reason.contains("failed") || $0.reason.contains("retrying") })
         let attempts = try bed.store.attempts(hostID: stopped.id, step: call.step)
         #expect(attempts.allSatisfy { $0.errorMessage == nil }, "no attempt of \(call.step.rawValue) records an error")
-        if call.step == .attachVolume {  // later, the host has fetched and acknowledged it
+        if call.step == .bootstrap || call.step == .attachVolume {  // later, the host has fetched and acknowledged it
             #expect(try bed.store.secret(hostID: stopped.id, kind: .oneTimePassword)?.wipedAt == nil, "the password is kept")
         }
 

@@ -326,7 +326,11 @@ public final class Engine: Service, Sendable {
     }
 
     static func idempotencyKey(_ host: HostRecord, _ step: Step) -> String {
-        "\(host.id)-\(step.rawValue)-g\(host.generation)"
+        idempotencyKey(hostID: host.id, step: step, generation: host.generation)
+    }
+
+    static func idempotencyKey(hostID: String, step: Step, generation: Int) -> String {
+        "\(hostID)-\(step.rawValue)-g\(generation)"
     }
 
     private func finish(

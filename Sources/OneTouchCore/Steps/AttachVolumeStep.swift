@@ -8,6 +8,24 @@ struct AttachVolumeStep: HostStep {
     /// How long a volume this host created may stay invisible before it counts as rolled back.
     static let vanishedAfter: TimeInterval = 60
 
+    /// Creates the host's data volume (or finds it again, by its key) and records it in `facts`.
+    /// `BootstrapStep` calls this too, so the volume is made while the guest boots. The key is this
+    /// step's (a retried step asks under a new round: EC2 refuses a key whose volume it rolled back).
+    static func createVolume(_ facts: inout HostFacts, _ context: StepContext) async throws -> Volume {
+        let key =
+            Engine.idempotencyKey(hostID: context.hostID, step: .attachVolume, generation: context.host.generation)
+            + (facts.volumeRound.map { "-r\($0)" } ?? "")
+        let volume = try await context.services.cloud.createVolume(
+            VolumeRequest(
+                hostID: context.hostID, zone: facts.zone, sizeGiB: context.spec.volumeGiB, idempotencyKey: key,
+                tags: context.tags.merging([ManagedTags.volumeRole: ManagedTags.dataVolume]) { $1 }))
+        facts.volumeID = volume.id
+        facts.volumeCreatedAt = context.now
+        facts.volumeKeyID = volume.keyID
+        context.services.logger.info("Created data volume", metadata: ["host.id": "\(context.hostID)", "volume": "\(volume.id)"])
+        return volume
+    }
+
     func run(_ context: StepContext) async throws -> StepOutcome {
         var facts = context.facts
         let cloud = context.services.cloud
@@ -25,17 +43,7 @@ struct AttachVolumeStep: HostStep {
             }) {
                 facts.volumeID = tagged.id
             } else {
-                // A retried step asks under a new key: EC2 refuses a key whose volume it rolled back.
-                let key = context.idempotencyKey + (facts.volumeRound.map { "-r\($0)" } ?? "")
-                let volume = try await cloud.createVolume(
-                    VolumeRequest(
-                        hostID: context.hostID, zone: facts.zone, sizeGiB: context.spec.volumeGiB, idempotencyKey: key,
-                        tags: context.tags.merging([ManagedTags.volumeRole: ManagedTags.dataVolume]) { $1 }))
-                facts.volumeID = volume.id
-                facts.volumeCreatedAt = context.now
-                facts.volumeKeyID = volume.keyID
-                context.services.logger.info(
-                    "Created data volume", metadata: ["host.id": "\(context.hostID)", "volume": "\(volume.id)"])
+                let volume = try await Self.createVolume(&facts, context)
                 if volume.state == .available && volume.encrypted {
                     // Ready at once (the usual case): attach without describing it first. The host
                     // waits for the device, and `complete` verifies the attachment.

@@ -1,12 +1,25 @@
 import Foundation
 
-/// Waits for the host to report `booted` (cloud-init ran the bootstrap script).
+/// Waits for the host to report `booted` (cloud-init ran the bootstrap script), making its data
+/// volume meanwhile.
 struct BootstrapStep: HostStep {
     let step = Step.bootstrap
 
     func run(_ context: StepContext) async throws -> StepOutcome {
+        var facts = context.facts
+        if facts.volumeID == nil, facts.instanceID != nil {
+            // Make the data volume while the guest boots, so `attach-volume` only attaches it and the
+            // guest does not wait for a volume to be created. An error here is not the boot's: the
+            // attach step creates the volume itself (same key) and reports what is wrong.
+            do { _ = try await AttachVolumeStep.createVolume(&facts, context) } catch {
+                if Task.isCancelled || error is CancellationError { throw CancellationError() }
+                context.services.logger.notice(
+                    "Could not prepare the data volume during boot; attach-volume will make it",
+                    metadata: ["host.id": "\(context.hostID)", "error": "\(error)"])
+            }
+        }
         let booted = try HostReports.latest(.booted, context, during: step)
-        return booted == nil ? .wait(context.facts) : .done(context.facts)
+        return booted == nil ? .wait(facts) : .done(facts)
     }
 }
 
