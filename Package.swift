@@ -74,11 +74,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Slack: announcements (webhook, or a bot with one thread per host) and chatops.
+        .target(
+            name: "OneTouchSlack",
+            dependencies: [
+                "OneTouchCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Admin API and host API over HTTP.
         .target(
             name: "OneTouchServer",
             dependencies: [
                 "OneTouchCore",
+                "OneTouchSlack",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -91,8 +104,10 @@ let package = Package(
                 "OneTouchCore",
                 "OneTouchServer",
                 "OneTouchEC2",
+                "OneTouchQEMU",
                 "OneTouchKerberos",
                 "OneTouchHTTP",
+                "OneTouchSlack",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -104,7 +119,6 @@ let package = Package(
         // Fakes of every adapter protocol. Never linked into the `onetouch` executable.
         .target(name: "OneTouchTesting", dependencies: ["OneTouchCore"], swiftSettings: strict),
         // `scripts/bench-engine` runs this: 1,000 hosts through the engine with fake adapters.
-                "OneTouchQEMU",
         .executableTarget(
             name: "onetouch-bench",
             dependencies: [
@@ -127,10 +141,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "OneTouchQEMUTests", dependencies: ["OneTouchQEMU", "OneTouchCore"], swiftSettings: strict),
         .testTarget(name: "OneTouchEC2Tests", dependencies: ["OneTouchEC2", "OneTouchCore"], swiftSettings: strict),
         .testTarget(
             name: "OneTouchKerberosTests", dependencies: ["OneTouchKerberos", "OneTouchCore", "OneTouchHTTP", "OneTouchTesting"],
             swiftSettings: strict),
+        .testTarget(
+            name: "OneTouchSlackTests",
+            dependencies: [
+                "OneTouchSlack", "OneTouchCore", "OneTouchServer", "OneTouchTesting", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "OneTouchCLITests",
             dependencies: ["OneTouchCLI", "OneTouchTesting"],
@@ -138,4 +161,3 @@ let package = Package(
         ),
     ]
 )
-        .testTarget(name: "OneTouchQEMUTests", dependencies: ["OneTouchQEMU", "OneTouchCore"], swiftSettings: strict),

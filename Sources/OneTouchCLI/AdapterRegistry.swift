@@ -14,7 +14,9 @@ public enum AdapterRegistry {
             configuration.provider, environment: environment, masterKeyFile: configuration.masterKeyFile, logger: logger)
         let directory = try makeDirectory(configuration.directory, environment: environment, logger: logger)
         let notifier = try makeNotifier(configuration.notifier, logger: logger)
-        return Adapters(cloud: cloud, directory: directory, notifier: notifier)
+        var adapters = Adapters(cloud: cloud, directory: directory, notifier: notifier)
+        adapters.slack = try makeSlack(configuration.notifier, environment: environment)
+        return adapters
     }
 
     static func makeCloud(
@@ -24,10 +26,10 @@ public enum AdapterRegistry {
         switch kind {
         case "ec2":
             return try makeEC2(section, environment: environment)
-        default:
-            throw section.error("kind", "unknown provider '\(kind)'; this build supports: \(cloudKinds.joined(separator: ", "))")
         case "qemu":
             return try makeQEMU(section, masterKeyFile: masterKeyFile, logger: logger)
+        default:
+            throw section.error("kind", "unknown provider '\(kind)'; this build supports: \(cloudKinds.joined(separator: ", "))")
         }
     }
 
@@ -49,8 +51,11 @@ public enum AdapterRegistry {
         case "log":
             try section.rejectUnknownKeys(["kind"])
             return LogNotifier(logger: logger)
+        case "slack":
+            // Slack hears from the announcer, which follows the events (makeSlack); the log keeps its line.
+            return LogNotifier(logger: logger)
         default:
-            throw section.error("kind", "unknown notifier '\(kind)'; this build supports: log")
+            throw section.error("kind", "unknown notifier '\(kind)'; this build supports: log, slack")
         }
     }
 

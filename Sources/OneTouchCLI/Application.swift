@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import OneTouchCore
 import OneTouchServer
+import OneTouchSlack
 import ServiceLifecycle
 
 /// The adapters a configuration asks for.
@@ -10,6 +11,8 @@ public struct Adapters: Sendable {
     public var cloud: any CloudProvider
     public var directory: any Directory
     public var notifier: any Notifier
+    /// Slack, when `notifier.kind` is `slack`: announced by a service of its own beside the engine.
+    public var slack: SlackIntegration?
     public init(cloud: any CloudProvider, directory: any Directory, notifier: any Notifier) {
         self.cloud = cloud
         self.directory = directory
@@ -25,6 +28,8 @@ public struct OneTouchApplication {
     public let store: Store
     public let router: Router<BasicRequestContext>
     public let configuration: Configuration
+    /// Follows the events and tells Slack (nil unless Slack is configured).
+    public let announcer: SlackAnnouncer?
 
     public init(
         configuration: Configuration, adapters: Adapters, environment: [String: String], logger: Logger,
@@ -65,6 +70,9 @@ public struct OneTouchApplication {
         self.configuration = configuration
         self.router = OneTouchServer.router(
             service: service, reconciler: Reconciler(store: store, cloud: cloud), adminTokenHashes: tokens.map(SecretBox.tokenHash))
+        self.announcer = try Self.wireSlack(
+            adapters.slack, router: router, service: service, configuration: configuration,
+            adminTokenHashes: tokens.map(SecretBox.tokenHash), clock: clock, owner: owner ?? ProcessLease.owner, logger: logger)
     }
 
     /// Admin tokens: one per line in the file (or one in the variable); blank lines and `#` comments ignored.
@@ -92,7 +100,8 @@ public struct OneTouchApplication {
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: engine), .init(service: http)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: [.init(service: engine), .init(service: http)] + (announcer.map { [.init(service: $0)] } ?? []),
+                gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import OneTouchCore
+import OneTouchSlack
 
 /// `onetouch`: one command to a ready host.
 public struct OneTouch: AsyncParsableCommand {
@@ -190,6 +191,12 @@ struct Status: AsyncParsableCommand {
             let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
             print("  log tail from the host (last \(min(lines.count, Self.logLines)) of \(lines.count) lines; --json has all):")
             for line in lines.suffix(Self.logLines) { print("    \(line)") }
+        }
+        // Slack's view of the host, when Slack is configured (the route does not exist otherwise).
+        if let data = try? await api.get("/v1/admin/hosts/\(AdminClient.escape(name))/announcements"),
+            let slack = try? api.decode(AnnouncementsView.self, data)
+        {
+            for (index, line) in slack.lines.enumerated() { print(index == 0 ? "  slack:    \(line)" : "            \(line)") }
         }
     }
 

@@ -115,138 +115,367 @@ ALTER TABLE reports ADD COLUMN failed_stage TEXT
     CHECK (failed_stage IS NULL OR failed_stage IN ('packages','enrollment','volume','config-pull'));
 
 """#####),
+        (id: "0004_slack", sql: #####"""
+-- onetouch schema, version 4: Slack announcements and chatops (notifier `kind: slack`).
+-- A shipped migration is never edited: add a new numbered file instead.
+--
+-- The announcer follows the append-only events log by id. What it has read, the threads it keeps and
+-- the messages it owes Slack are written in one transaction, so a crash neither loses nor repeats an
+-- event. A message is marked `sending` (committed) before its request and `sent` after; one found
+-- `sending` after a crash may have been posted: in bot mode it is looked up by its metadata key first.
+
+-- How far each announcer has read the events log.
+CREATE TABLE announcer_cursors (
+    name           TEXT PRIMARY KEY NOT NULL,
+    last_event_id  INTEGER NOT NULL
+) STRICT;
+
+-- Bot mode: one thread per host. `parent` is the first message as it should read now (JSON);
+-- `version` is bumped on every change, `shown` is the version Slack shows.
+CREATE TABLE slack_threads (
+    host_id     TEXT PRIMARY KEY NOT NULL REFERENCES hosts(id),
+    channel     TEXT NOT NULL,
+    event_id    INTEGER NOT NULL,              -- the event that opened the thread (queue order)
+    state       TEXT NOT NULL DEFAULT 'queued'
+                  CHECK (state IN ('queued','sending','posted','dropped','frozen')),
+    sends       INTEGER NOT NULL DEFAULT 0,    -- requests that may have posted it
+    ts          TEXT,                          -- Slack's id of the parent, once posted or found
+    parent      TEXT NOT NULL,
+    version     INTEGER NOT NULL DEFAULT 1,
+    shown       INTEGER NOT NULL DEFAULT 0,
+    changed_at  INTEGER NOT NULL,              -- event id of the latest change (update order)
+    note        TEXT,                          -- why dropped or frozen
+    created_at  TEXT NOT NULL
+) STRICT;
+CREATE INDEX slack_threads_queued ON slack_threads(event_id) WHERE state IN ('queued','sending');
+CREATE INDEX slack_threads_stale ON slack_threads(changed_at) WHERE state = 'posted' AND shown < version;
+
+-- Messages owed to Slack, sent in id order per host.
+CREATE TABLE slack_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    host_id     TEXT NOT NULL REFERENCES hosts(id),
+    event_id    INTEGER NOT NULL,
+    key         TEXT NOT NULL UNIQUE,          -- the metadata key that finds the message again
+    message     TEXT NOT NULL,                 -- JSON: text, blocks, key
+    state       TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued','sending','sent','dropped')),
+    sends       INTEGER NOT NULL DEFAULT 0,
+    ts          TEXT,
+    note        TEXT,                          -- why dropped, or the last error
+    created_at  TEXT NOT NULL,
+    sent_at     TEXT
+) STRICT;
+CREATE INDEX slack_outbox_owed ON slack_outbox(host_id, id) WHERE state IN ('queued','sending');
+
+-- Signatures of slash commands and button clicks acted on: a replay within the 5-minute window of
+-- Slack's signing is refused.
+CREATE TABLE slack_requests_seen (
+    signature  TEXT PRIMARY KEY NOT NULL,
+    seen_at    TEXT NOT NULL
+) STRICT;
+
+"""#####),
     ]
     static let templates: [String: String] = [
         "bootstrap.sh.mustache": #####"""
 #!/bin/bash
-# onetouch bootstrap: reports to the orchestrator, fetches the one-time password once, mounts the data
-# volume, pulls configuration (git + ansible-pull), enrolls in Kerberos and reports the result.
-# It never echoes a secret: no `set -x`, the token travels in a header file, the password on stdin.
+# onetouch bootstrap: host protocol v2 (docs/host-protocol.md); `pull`: the timer's job. Mind EC2's 16 KiB user-data.
+# Never echoes a secret: no `set -x`; the token in a 0600 header file; the password on stdin or in a 0600 tmpfs file.
 set -euo pipefail
-set +x
 umask 077
-. /etc/onetouch/host.env
-RUN=/run/onetouch
-mkdir -p "$RUN" && chmod 700 "$RUN"
-LOG=/var/log/onetouch-bootstrap.log
-exec > >(tee -a "$LOG") 2>&1
-printf 'Authorization: Bearer %s\n' "$ONETOUCH_TOKEN" > "$RUN/auth"
-unset ONETOUCH_TOKEN
-BASE="$ONETOUCH_URL/v1/hosts/$ONETOUCH_HOST_ID"
-
-report() { # report STAGE [EXTRA_JSON_FIELDS]
-  curl -fsS --retry 10 --retry-all-errors --retry-delay 3 --max-time 30 -H @"$RUN/auth" \
-    -H 'Content-Type: application/json' --data "{\"stage\":\"$1\"${2:+,$2}}" "$BASE/reports" > /dev/null
-}
-on_error() {
-  local status=$?
-  tail -c 60000 "$LOG" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))' > "$RUN/tail.json" || echo '""' > "$RUN/tail.json"
-  report failed "\"exitStatus\":$status,\"logTail\":$(cat "$RUN/tail.json")" || true
-}
-trap on_error ERR
-
-# 1. Booted.
-report booted
-
-# 2. The one-time password: 425 until pre-registration is done, 200 once, 410 afterwards.
-while :; do
-  code=$(curl -sS -o "$RUN/enrollment.json" -w '%{http_code}' --max-time 30 -H @"$RUN/auth" "$BASE/enrollment" || echo 000)
-  case "$code" in
-    200) break ;;
-    410) [ -s /etc/krb5.keytab ] && break; echo "one-time password already used; ask for onetouch retry --from preregister"; false ;;
-    *) sleep 5 ;;
-  esac
-done
-
-# 3. The data volume, found by its serial (NVMe and virtio rename devices).
-while :; do
-  code=$(curl -sS -o "$RUN/volume.json" -w '%{http_code}' --max-time 30 -H @"$RUN/auth" "$BASE/volume" || echo 000)
-  [ "$code" = 200 ] && break
-  sleep 3
-done
-VOLUME_ID=$(python3 -c 'import json; print(json.load(open("/run/onetouch/volume.json"))["volumeId"])')
-DEVICE=""
-for _ in $(seq 1 120); do
-  for candidate in "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${VOLUME_ID/-/}" "/dev/disk/by-id/virtio-${VOLUME_ID:0:20}"; do
-    [ -b "$candidate" ] && DEVICE="$candidate" && break 2
-  done
-  sleep 1
-done
-[ -n "$DEVICE" ]
-blkid "$DEVICE" > /dev/null || mkfs.ext4 -q -L data "$DEVICE"
-mkdir -p /data
-grep -q ' /data ' /etc/fstab || echo "$DEVICE /data ext4 defaults,nofail 0 2" >> /etc/fstab
-mountpoint -q /data || mount /data
-report volume-mounted "\"volumeId\":\"$VOLUME_ID\""
-
-# 4. Configuration: ansible-pull now, then on a timer with this host's stable splay.
-cat > /usr/local/sbin/onetouch-pull <<'PULL'
-#!/bin/bash
-set -euo pipefail
-. /etc/onetouch/host.env
-exec flock -n /run/onetouch-pull.lock ansible-pull -U "$ONETOUCH_CONFIG_REPO" -C "$ONETOUCH_CONFIG_BRANCH" \
-  -d /var/lib/onetouch/config "$ONETOUCH_PLAYBOOK"
-PULL
-chmod 700 /usr/local/sbin/onetouch-pull
-cat > /etc/systemd/system/onetouch-pull.service <<'UNIT'
-[Unit]
-Description=onetouch configuration pull
-[Service]
-Type=oneshot
-Environment=PYTHONUNBUFFERED=1
-ExecStart=/usr/local/sbin/onetouch-pull
-UNIT
-cat > /etc/systemd/system/onetouch-pull.timer <<UNIT
-[Unit]
-Description=onetouch configuration pull, every ${ONETOUCH_PULL_PERIOD_SECONDS}s with a stable per-host splay
-[Timer]
-OnActiveSec=${ONETOUCH_PULL_SPLAY_SECONDS}s
-OnUnitActiveSec=${ONETOUCH_PULL_PERIOD_SECONDS}s
-AccuracySec=1s
-[Install]
-WantedBy=timers.target
-UNIT
-set +e
-PYTHONUNBUFFERED=1 /usr/local/sbin/onetouch-pull
-PULL_STATUS=$?
-set -e
-systemctl daemon-reload && systemctl enable --now onetouch-pull.timer || true
-
-# 5. Kerberos enrollment with the one-time password (kept on tmpfs, mode 0600, deleted after).
-python3 - <<'PY'
-import json
-e = json.load(open("/run/onetouch/enrollment.json"))
-open("/run/onetouch/otp", "w").write(e["oneTimePassword"] + "\n")
-open("/run/onetouch/krb.env", "w").write("BACKEND='%s'\nPRINCIPAL='%s'\nREALM='%s'\nSERVER='%s'\n" % (e["backend"], e["principal"], e["realm"], e["server"]))
+RUN=/run/onetouch ST=/var/lib/onetouch LOGS=/var/log/onetouch ETC=/etc/onetouch LOCK=/run/lock/onetouch-pull.lock
+KT=/etc/krb5.keytab KC=/etc/krb5.conf MARK='# Written by onetouch' IN_STAGE=0 F=()
+say() { printf '%s %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
+have() { command -v "$1" > /dev/null 2>&1; }
+set_state() { echo "$1" > "$ST/state.new" && mv -f "$ST/state.new" "$ST/state"; }
+# py body OUT K=str K:=int K@=file (its last 60 KB) | get FILE KEY=REGEX... (into F) | save FILE KEY OUT MODE
+py() {
+  python3 - "$@" << 'PY'
+import json, os, re, sys
+c, a = sys.argv[1], sys.argv[2:]
+if c == "body":
+    b = {}
+    for k, v in (f.split("=", 1) for f in a[1:]):
+        if k[-1] == "@":
+            v = open(v, "rb").read()[-60000:].decode(errors="replace")
+            while len(json.dumps(v, ensure_ascii=False).encode()) > 61440: v = v[len(v) // 10 + 1:]
+        b[k.rstrip(":@")] = int(v) if k[-1] == ":" else v
+    sys.exit(json.dump(b, open(a[0], "w"), ensure_ascii=False))
+d = json.load(open(a[0]))
+if c == "get":
+    for k, _, r in (x.partition("=") for x in a[1:]):
+        v = "" if d.get(k) is None else str(d[k])
+        if not re.fullmatch(r, v):
+            sys.exit("the orchestrator sent an unusable %s: %r" % (k, v))
+        print(v, end="\0")
+    sys.exit()
+v = d.get(a[1])  # a secret goes from the answer to its file, never through the shell
+if not isinstance(v, str) or not v.strip() or "\n" in v.strip("\n") and a[1] == "oneTimePassword": sys.exit(1)
+fd = os.open(a[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, int(a[3], 8))
+os.fchmod(fd, int(a[3], 8))
+os.write(fd, (v.rstrip("\n") + "\n").encode())
 PY
-rm -f "$RUN/enrollment.json"
-. "$RUN/krb.env"
-if [ "$BACKEND" = mit ]; then
-  kadmin -p "$PRINCIPAL" ktadd -k /etc/krb5.keytab "$PRINCIPAL" < "$RUN/otp"
-else
-  ipa-client-install -U --server "$SERVER" --realm "$REALM" --hostname "$ONETOUCH_HOST_NAME" -w "$(cat "$RUN/otp")"
-fi
-rm -f "$RUN/otp"
+}
+get() { py get "$@" > "$RUN/fields" && mapfile -d '' -t F < "$RUN/fields"; }
+api() { # METHOD PATH OUT [BODY]: status in CODE (000: no answer; curl retries briefly); 401: token revoked, stop
+  local o=(-sS --connect-timeout 10 -m 60 --retry 4 --retry-connrefused -H "@$RUN/auth" -o "$3" -w '%{http_code}' -X "$1")
+  [ -z "${4:-}" ] || o+=(-H 'Content-Type: application/json' --data-binary "@$4")
+  CODE=$(curl "${o[@]}" "$BASE/$2") || true
+  [[ $CODE =~ ^[1-5][0-9][0-9]$ ]] || CODE=000
+  [ "$CODE" != 401 ] || { say "$1 /$2: 401, token revoked (host ready or destroyed)"; exit $((IN_STAGE ? 75 : 0)); }
+}
+report() { # STAGE PATIENCE(s, -1: forever) [FIELD...]: POST /reports until accepted; 1 if refused; out of patience,
+  # exit for systemd to start all over in a minute
+  local s=$1 p=$2 end=$(($(date +%s) + $2)) d=2
+  shift 2
+  py body "$RUN/report.json" "stage=$s" "$@" || return 1
+  while api POST reports "$RUN/out" "$RUN/report.json"; do
+    case $CODE in
+      2??) say "reported $s" && return 0 ;;
+      000 | 408 | 425 | 429 | 5??) ;;
+      *) say "the $s report was refused: $CODE" && return 1 ;;
+    esac
+    [ "$p" -lt 0 ] || [ "$(date +%s)" -lt "$end" ] || { say "no answer to the $s report in $p s" && exit 1; }
+    sleep "$d" && d=$((d < 16 ? d * 2 : 30))
+  done
+}
+pull() { # [FLOCK_OPTION]: waits for a running pull (the timer's -n skips its turn)
+  local n
+  umask 022
+  for n in ONETOUCH_CONFIG_REPO ONETOUCH_CONFIG_BRANCH ONETOUCH_PLAYBOOK; do
+    [[ ${!n} != -* && ! ${!n} =~ [[:space:]] ]] || { say "refusing $n=${!n}: starts with - or has white space" && return 1; }
+  done
+  # shellcheck source=/dev/null
+  [ ! -r "$ETC/pull.env" ] || . "$ETC/pull.env"
+  export GIT_TERMINAL_PROMPT=0 PYTHONUNBUFFERED=1
+  mkdir -p /run/lock "$ST/config"
+  flock "$@" "$LOCK" ansible-pull -U "$ONETOUCH_CONFIG_REPO" -C "$ONETOUCH_CONFIG_BRANCH" -d "$ST/config" "$ONETOUCH_PLAYBOOK"
+}
+apt_install() {
+  umask 022
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -q -o DPkg::Lock::Timeout=600 update
+  apt-get -q -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$@"
+}
 
-# 6. Done.
-report configured "\"exitStatus\":$PULL_STATUS"
+# Stages run in a subshell with `set -e`, their output to the journal and /var/log/onetouch/STAGE.log.
+stage_packages() {
+  local m=() x
+  for x in curl python3 git ssh:openssh-client ansible-pull:ansible-core kadmin:krb5-user kinit:krb5-user; do
+    have "${x%%:*}" || m+=("${x#*:}")
+  done
+  [ "${#m[@]}" = 0 ] || apt_install "${m[@]}"
+}
+
+stage_enrollment() {
+  local W='[A-Za-z0-9][A-Za-z0-9._-]*' H='([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])(:[0-9]+)?' t=""
+  trap 'rm -f "$RUN/otp" "$RUN/enrollment.json"' EXIT
+  while [ ! -e "$KT" ]; do
+    api GET enrollment "$RUN/enrollment.json"
+    case $CODE in
+      200) break ;;
+      410) say "410: the one-time password was already used; run \`onetouch retry $ONETOUCH_SHORT_NAME --from preregister\`" && return 1 ;;
+      425) ;;
+      *) say "GET /enrollment: $CODE" ;;
+    esac
+    sleep 5
+  done
+  if [ -e "$KT" ]; then say "$KT is present: enrolled already" && return 0; fi
+  get "$RUN/enrollment.json" "backend=mit|freeipa" "realm=$W" "server=$H" "principal=$W(/$W)?(@$W)?" "domain=($W)?" \
+    "kdc=($H)?" "adminServer=($H)?"
+  local backend=${F[0]} realm=${F[1]} server=${F[2]} principal=${F[3]} domain=${F[4]:-${ONETOUCH_HOST_NAME#*.}}
+  local kdc=${F[5]:-$server} admin=${F[6]:-$server}
+  py save "$RUN/enrollment.json" oneTimePassword "$RUN/otp" 600
+  rm -f "$ETC/ipa-ca.crt"
+  [ "$backend" = mit ] || py save "$RUN/enrollment.json" caCertificate "$ETC/ipa-ca.crt" 644 || true
+  rm -f "$RUN/enrollment.json"
+  if [ "$backend" = mit ]; then
+    [ ! -e "$KC" ] || IFS= read -r t < "$KC" || true
+    if [[ -e $KC && $t != "$MARK"* ]]; then
+      say "$KC was not written by onetouch: leaving it as it is"
+    else
+      printf '%s; remove this line to keep your changes.
+[libdefaults]
+  default_realm = %s
+  rdns = false
+  dns_lookup_kdc = false
+  dns_lookup_realm = false
+  udp_preference_limit = 1
+[realms]
+  %s = {
+    kdc = %s
+    admin_server = %s
+  }
+[domain_realm]
+  .%s = %s
+' "$MARK" "$realm" "$realm" "$kdc" "$admin" "$domain" "$realm" > "$KC"
+      chmod 644 "$KC"
+    fi
+    say "kadmin ktadd as $principal via $admin"
+    kadmin -r "$realm" -s "$admin" -p "$principal" ktadd -k "$KT" "$principal" < "$RUN/otp"
+  else
+    have ipa-client-install || apt_install freeipa-client
+    local o=(-U --server "$server" --domain "$domain" --realm "$realm" --hostname "$ONETOUCH_HOST_NAME")
+    [ ! -s "$ETC/ipa-ca.crt" ] || o+=(--ca-cert-file "$ETC/ipa-ca.crt")
+    umask 022
+    ipa-client-install "${o[@]}" -w "$(< "$RUN/otp")"
+  fi
+  rm -f "$RUN/otp"
+  [[ $principal == *@* ]] || principal+="@$realm"
+  if kinit -k -t "$KT" -c MEMORY:verify "$principal"; then say "kinit -k got a ticket for $principal" && return 0; fi
+  mv -f "$KT" "$KT.unverified"
+  say "kinit -k failed with the new keytab (moved to $KT.unverified)" && return 1
+}
+
+stage_credential() {
+  local e=("export GIT_TERMINAL_PROMPT=0")
+  trap 'rm -f "$RUN/credential.json"' EXIT
+  api GET config-credential "$RUN/credential.json"
+  [[ $CODE == 20[04] ]] || { say "GET /config-credential: $CODE" && return 1; }
+  rm -f "$ETC/deploy-key" "$ETC/git-token" "$ETC/git-askpass"
+  if [ "$CODE" = 200 ]; then
+    get "$RUN/credential.json" "kind=ssh-key|https-token"
+    if [ "${F[0]}" = ssh-key ]; then
+      py save "$RUN/credential.json" secret "$ETC/deploy-key" 600
+      e+=("export GIT_SSH_COMMAND='ssh -i $ETC/deploy-key -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new'")
+    else
+      py save "$RUN/credential.json" secret "$ETC/git-token" 600
+      # shellcheck disable=SC2016 # $1 is the helper's own argument
+      printf '#!/bin/sh\ncase "$1" in Username*) echo x-access-token ;; *) cat %s ;; esac\n' "$ETC/git-token" > "$ETC/git-askpass"
+      chmod 700 "$ETC/git-askpass"
+      e+=("export GIT_ASKPASS=$ETC/git-askpass")
+    fi
+  fi
+  printf '%s\n' "${e[@]}" > "$ETC/pull.env"
+}
+
+stage_volume() {
+  local dev="" c n rc=0 ty u
+  until api GET volume "$RUN/volume.json" && [ "$CODE" = 200 ]; do sleep 3; done
+  get "$RUN/volume.json" "volumeId=[A-Za-z0-9][A-Za-z0-9_-]*" "device=(/dev/[A-Za-z0-9_/-]+)?"
+  local id=${F[0]} x=${F[1]}
+  # by serial (NVMe, virtio, SCSI), then by the name it was attached as (Xen: xvdX)
+  local cs=("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${id//-/}" "/dev/disk/by-id/virtio-${id:0:20}"
+    "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_$id" ${x:+"$x" "/dev/xvd${x#/dev/sd}"})
+  for n in $(seq 300); do
+    for c in "${cs[@]}"; do [ ! -b "$c" ] || { dev=$(readlink -f "$c") && break 2; }; done
+    sleep 1
+  done
+  [ -n "$dev" ] || { say "volume $id: no device in 5 minutes at ${cs[*]}" && return 1; }
+  blkid -p "$dev" > /dev/null || rc=$?
+  if [ "$rc" = 2 ]; then
+    say "volume $id ($dev) is blank: making an ext4 filesystem labelled data"
+    mkfs.ext4 -q -L data "$dev"
+  elif [ "$rc" != 0 ]; then
+    say "blkid cannot tell what $dev holds ($rc): not formatting it" && return 1
+  fi
+  ty=$(blkid -p -s TYPE -o value "$dev" || true) u=$(blkid -p -s UUID -o value "$dev" || true)
+  if [ -z "$ty" ] || [ -z "$u" ]; then say "$dev has no filesystem with a UUID: not touching it" && return 1; fi
+  x="UUID=$u /data $ty defaults,nofail 0 2"
+  touch /etc/fstab
+  if ! grep -qxF "$x" /etc/fstab; then
+    { awk '$1 ~ /^#/ || $2 != "/data"' /etc/fstab && echo "$x"; } > "$RUN/fstab"
+    cat "$RUN/fstab" > /etc/fstab
+    ! have systemctl || systemctl daemon-reload || true
+  fi
+  mkdir -p /data
+  mountpoint -q /data || mount /data
+  echo "$id" > "$ST/volume-id"
+  say "volume $id: $dev on /data ($x)"
+}
+
+stage_config_pull() {
+  pull
+  [ "$ONETOUCH_PULL_PERIOD_SECONDS" -le 0 ] || { systemctl daemon-reload && systemctl enable --now onetouch-pull.timer; }
+}
+
+# On failure: FAILED, STATUS, $RUN/tail (this run's part of the log). Returns 0: set -e fails inside if, && and ||.
+run_stage() {
+  local log="$LOGS/$1.log" start st
+  date -u "+== %FT%TZ" >> "$log"
+  start=$(stat -c %s "$log")
+  set +e
+  (IN_STAGE=1 && set -e && "stage_${1//-/_}") 2>&1 | tee -a "$log"
+  st=${PIPESTATUS[0]}
+  set -e
+  [ "$st" != 75 ] || exit 0
+  [ "$st" = 0 ] || { FAILED=$2 STATUS=$st && tail -c "+$((start + 1))" "$log" > "$RUN/tail" && say "stage $1 failed ($st)"; }
+}
+run_once() { # OUTCOME: ok, failed (to report) or unreported (a progress report was refused)
+  local s
+  FAILED="" OUTCOME=unreported
+  for s in packages booted enrollment credential volume volume-mounted config-pull configured; do
+    case $s in
+      booted) report booted 1800 || return 0 ;;
+      volume-mounted) report volume-mounted 1800 "volumeId=$(cat "$ST/volume-id")" || return 0 ;;
+      configured) report configured 1800 "exitStatus:=0" || return 0 ;;
+      credential) run_stage credential config-pull ;;
+      *) run_stage "$s" "$s" ;;
+    esac
+    [ -z "$FAILED" ] || { OUTCOME=failed && return 0; }
+  done
+  OUTCOME=ok
+}
+wait_for_attempt() { # ATTEMPT: until /task names bootstrap or config-pull under another ("": the first named)
+  local base=$1
+  say "waiting for a new attempt (GET /task every 15 s)"
+  while :; do
+    api GET task "$RUN/task.json"
+    if [ "$CODE" = 200 ] && get "$RUN/task.json" "step=bootstrap|config-pull|none|done" "attempt=[A-Za-z0-9._:-]{1,200}"; then
+      [ "${F[0]}" != "done" ] || exit 0
+      if [ -z "$base" ]; then
+        base=${F[1]} && set_state "failed $base"
+      elif [ "${F[1]}" != "$base" ] && [ "${F[0]}" != none ]; then
+        say "attempt ${F[1]} (${F[0]}): running again" && return 0
+      fi
+    fi
+    sleep 15
+  done
+}
+
+main() {
+  local s
+  # shellcheck source=/dev/null
+  . "$ETC/host.env"
+  [ "${1:-}" != pull ] || { unset ONETOUCH_TOKEN; pull -n -E 75; return; }
+  s=$(cat "$ST/state" 2> /dev/null || true)
+  [ "$s" != "done" ] || { echo "onetouch-bootstrap: done already ($ST/state)" && exit 0; }
+  mkdir -p "$ST" "$LOGS" "$RUN"
+  chmod 700 "$ST" "$LOGS" "$RUN"
+  exec > >(tee -a "$LOGS/bootstrap.log") 2>&1
+  trap 'rm -f "$RUN/auth" "$RUN/otp"' EXIT
+  printf 'Authorization: Bearer %s\n' "$ONETOUCH_TOKEN" > "$RUN/auth"
+  unset ONETOUCH_TOKEN
+  BASE=${ONETOUCH_URL%/}/v1/hosts/$ONETOUCH_HOST_ID
+  say "bootstrap of $ONETOUCH_HOST_NAME, state: ${s:-new}"
+  [[ $s != failed* ]] || { s=${s#failed} && wait_for_attempt "${s# }"; }
+  while :; do
+    set_state running
+    run_once
+    [ "$OUTCOME" != ok ] || { set_state "done" && say "done" && exit 0; }
+    [ "$OUTCOME" != failed ] || report failed -1 "failedStage=$FAILED" "exitStatus:=$STATUS" "logTail@=$RUN/tail" || true
+    set_state failed
+    wait_for_attempt ""
+  done
+}
+
+main "$@"
 
 """#####,
         "user-data.yaml.mustache": #####"""
 #cloud-config
-# onetouch user-data for {{fqdn}} (host {{host_id}}, generation {{generation}}).
-# It carries no secret but this host's callback token; the one-time password is fetched once at boot.
+# onetouch user-data for {{fqdn}} (host {{host_id}}, generation {{generation}})
 hostname: {{short_name}}
 fqdn: {{fqdn}}
+manage_etc_hosts: true
 ssh_genkeytypes: [ed25519]
 write_files:
   - path: /etc/onetouch/host.env
-    owner: root:root
     permissions: '0600'
     content: |
       ONETOUCH_URL='{{public_url}}'
       ONETOUCH_HOST_ID='{{host_id}}'
       ONETOUCH_HOST_NAME='{{fqdn}}'
+      ONETOUCH_SHORT_NAME='{{short_name}}'
       ONETOUCH_TOKEN='{{token}}'
       ONETOUCH_CONFIG_REPO='{{config_repository}}'
       ONETOUCH_CONFIG_BRANCH='{{config_branch}}'
@@ -254,12 +483,43 @@ write_files:
       ONETOUCH_PULL_PERIOD_SECONDS='{{pull_period_seconds}}'
       ONETOUCH_PULL_SPLAY_SECONDS='{{pull_splay_seconds}}'
   - path: /usr/local/sbin/onetouch-bootstrap
-    owner: root:root
     permissions: '0700'
     content: |
 {{bootstrap_script}}
+  - path: /etc/systemd/system/onetouch-bootstrap.service
+    content: |
+      [Unit]
+      Description=onetouch bootstrap
+      Wants=network-online.target
+      After=network-online.target
+      StartLimitIntervalSec=0
+      [Service]
+      Environment=HOME=/root
+      ExecStart=/usr/local/sbin/onetouch-bootstrap
+      Restart=on-failure
+      RestartSec=60
+      [Install]
+      WantedBy=multi-user.target
+  - path: /etc/systemd/system/onetouch-pull.service
+    content: |
+      [Unit]
+      Description=onetouch configuration pull
+      After=network-online.target
+      [Service]
+      Type=oneshot
+      Environment=HOME=/root
+      ExecStart=/usr/local/sbin/onetouch-bootstrap pull
+      SuccessExitStatus=75
+  - path: /etc/systemd/system/onetouch-pull.timer
+    content: |
+      [Timer]
+      OnActiveSec={{pull_splay_seconds}}s
+      OnUnitActiveSec={{pull_period_seconds}}s
+      AccuracySec=1s
+      [Install]
+      WantedBy=timers.target
 runcmd:
-  - [/usr/local/sbin/onetouch-bootstrap]
+  - [systemctl, enable, --now, --no-block, onetouch-bootstrap.service]
 
 """#####,
     ]
