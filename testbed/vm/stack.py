@@ -241,8 +241,12 @@ class GitDaemon:
     def start(self) -> "GitDaemon":
         self.base.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
+        # git-daemon itself, not the `git daemon` wrapper (which runs it as a child): the PID held
+        # here is then the daemon's own.
+        exec_path = subprocess.run(["git", "--exec-path"], capture_output=True, text=True,
+                                   check=True).stdout.strip()
         self.proc = subprocess.Popen(
-            ["git", "daemon", "--listen=127.0.0.1", f"--port={self.port}", "--reuseaddr",
+            [os.path.join(exec_path, "git-daemon"), "--listen=127.0.0.1", f"--port={self.port}", "--reuseaddr",
              "--export-all", f"--base-path={self.base}", "--informative-errors", "--verbose",
              str(self.base)],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)

@@ -58,6 +58,13 @@ def test_git_daemon_serves_the_config_repo_and_its_fixes(tmp_path):
     finally:
         daemon.stop()
     assert not stack.pid_alive(daemon.pid)
+    base = f"--base-path={tmp_path / 'git'}".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                assert base not in (proc / "cmdline").read_bytes(), f"a git daemon is left: pid {proc.name}"
+            except OSError:
+                pass
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", daemon.port), timeout=1).close()
 
