@@ -20,6 +20,9 @@ public final class FakeCloud: CloudProvider, Sendable {
         var rootVolumes: Set<String> = []
         var encryptionKeyUsable = true
         var rolledBackKeys: Set<String> = []
+        var instancesStayPending = false
+        var volumesStayCreating = false
+        var volumesStayAttached = false
     }
     private let state = Mutex(State())
     /// How many describes a new instance stays `pending` for.
@@ -42,6 +45,13 @@ public final class FakeCloud: CloudProvider, Sendable {
     /// Like EBS with a disabled KMS key: CreateVolume is accepted (`creating`), then the volume is
     /// rolled back and its idempotency key is refused from then on.
     public func setEncryptionKeyUsable(_ usable: Bool) { state.withLock { $0.encryptionKeyUsable = usable } }
+
+    /// New instances stay `pending` without an address (a launch EC2 never completes).
+    public func setInstancesStayPending(_ stuck: Bool) { state.withLock { $0.instancesStayPending = stuck } }
+    /// New data volumes stay `creating` (a stuck EBS volume).
+    public func setVolumesStayCreating(_ stuck: Bool) { state.withLock { $0.volumesStayCreating = stuck } }
+    /// Data volumes stay attached to a terminated instance (a detach that never ends).
+    public func setVolumesStayAttached(_ stuck: Bool) { state.withLock { $0.volumesStayAttached = stuck } }
 
     public var instancesCreated: Int { state.withLock { $0.instancesCreated } }
     public var volumesCreated: Int { state.withLock { $0.volumesCreated } }
@@ -70,7 +80,8 @@ public final class FakeCloud: CloudProvider, Sendable {
                 s.instancesCreated += 1
                 let id = String(format: "i-%017x", s.counter)
                 let instance = Instance(
-                    id: id, state: .pending, privateIP: "10.0.\(s.counter / 250).\(s.counter % 250 + 2)", zone: "fake-1a",
+                    id: id, state: .pending,
+                    privateIP: s.instancesStayPending ? nil : "10.0.\(s.counter / 250).\(s.counter % 250 + 2)", zone: "fake-1a",
                     tags: request.tags, metadataTokensRequired: requireMetadataTokens)
                 s.instances[id] = instance
                 // Like EC2 with a volume TagSpecification: the root volume carries the launch tags.
@@ -81,7 +92,7 @@ public final class FakeCloud: CloudProvider, Sendable {
                 s.rootVolumes.insert(root)
                 s.launchKeys[request.idempotencyKey] = id
                 s.userData[id] = request.userData
-                s.describesUntilRunning[id] = pendingDescribes
+                s.describesUntilRunning[id] = s.instancesStayPending ? Int.max : pendingDescribes
                 return instance
             }
         }
@@ -130,7 +141,8 @@ public final class FakeCloud: CloudProvider, Sendable {
                 s.volumesCreated += 1
                 let id = String(format: "vol-%017x", s.counter)
                 let volume = Volume(
-                    id: id, zone: request.zone, sizeGiB: request.sizeGiB, state: s.encryptionKeyUsable ? .available : .creating,
+                    id: id, zone: request.zone, sizeGiB: request.sizeGiB,
+                    state: s.encryptionKeyUsable && !s.volumesStayCreating ? .available : .creating,
                     encrypted: encryptVolumes, keyID: encryptVolumes ? "fake-key" : nil, tags: request.tags)
                 guard s.encryptionKeyUsable else {
                     s.rolledBackKeys.insert(request.idempotencyKey)
@@ -214,6 +226,7 @@ public final class FakeCloud: CloudProvider, Sendable {
                         s.volumes[id] = nil  // DeleteOnTermination
                         continue
                     }
+                    if s.volumesStayAttached { continue }
                     volume.attachedTo = nil
                     volume.state = .available
                     s.volumes[id] = volume

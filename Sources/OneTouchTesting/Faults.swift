@@ -11,6 +11,8 @@ public enum Fault: Sendable, Equatable {
     case needsHuman(String)
     /// Fails before the side effect, asking for a person, but may clear by itself (expired credentials).
     case needsHumanRecheck(String, after: Duration)
+    /// Fails before the side effect because the service asks to slow down (EC2 `RequestLimitExceeded`).
+    case throttled(retryAfter: Duration?)
     /// Performs the side effect, then loses the response (a transient error reaches the caller).
     case lostResponse
     /// Shutdown strikes during the call: the calling task is cancelled and the adapter reports it the
@@ -44,6 +46,8 @@ public final class FaultPlan: Sendable {
         case .permanent(let message)?: throw StepError.permanent(message)
         case .needsHuman(let message)?: throw StepError.needsHuman(message)
         case .needsHumanRecheck(let message, let after)?: throw StepError.needsHuman(message, recheckAfter: after)
+        case .throttled(let retryAfter)?:
+            throw StepError.throttled("injected RequestLimitExceeded in \(operation)", retryAfter: retryAfter)
         case .lostResponse?:
             _ = try effect()
             throw StepError.transient("injected lost response from \(operation)")

@@ -180,9 +180,11 @@ public final class Engine: Service, Sendable {
 
     func process(_ hostID: String) async {
         do {
-            let claimed = try await store.claimStep(hostID: hostID, now: clock.now) { host, step in
+            let now = clock.now
+            let claimed = try await store.claimStep(hostID: hostID, now: now) { host, step in
                 switch host.hostState {
                 case .running, .waiting, .destroying: return self.newAttempt(host, step)
+                case .paused where Self.recheckDue(host, now: now): return self.newAttempt(host, step)
                 default: return nil
                 }
             }
@@ -191,14 +193,18 @@ public final class Engine: Service, Sendable {
             switch host.hostState {
             case .pending:
                 next = try await move(host, .begin, because: "engine picked the host up")
-            case .running(let step), .waiting(let step), .destroying(let step):
-                guard let attempt else { return }
+            case .running(let step), .waiting(let step), .destroying(let step), .paused(let step, _):
+                // A paused host gets here only when its re-check is due (a pause that may clear by itself,
+                // credentials say): the step runs again while the host stays paused, and only an outcome
+                // other than the same pause is recorded (`finish`).
+                guard let attempt else {
+                    // Woken before its re-check (a host reported, say): the re-check stays due.
+                    if case .paused = host.hostState, let recheck = host.nextAt { await scheduler.schedule(hostID, at: recheck) }
+                    return
+                }
                 if fresh { try crash(step, .attemptCommitted) }
                 next = try await runStep(step, of: host, attempt: attempt, fresh: fresh)
-            case .paused where host.nextAt.map { $0 <= clock.now } == true:
-                // A pause that may clear by itself (credentials, say): try the step again.
-                next = try await move(host, .resume, because: "checking whether the cause of the pause has cleared")
-            case .ready, .failed, .paused, .destroyed:
+            case .ready, .failed, .destroyed:
                 return
             }
             // A step that is due at once continues in this task, from the row and attempt just committed.
@@ -218,6 +224,20 @@ public final class Engine: Service, Sendable {
             logger.error("Could not process host", metadata: ["host.id": "\(hostID)", "error": "\(error)"])
             await scheduler.schedule(hostID, at: clock.now.addingTimeInterval(5))
         }
+    }
+
+    /// A paused host whose cause may clear by itself is re-checked at `nextAt`.
+    static func recheckDue(_ host: HostRecord, now: Date) -> Bool {
+        host.nextAt.map { $0 <= now } == true
+    }
+
+    /// The workflow a step's result applies to. A paused host whose re-check ran the step is resumed
+    /// first, so that the result is one move out of the pause (`resumed`).
+    private func workflowForResult(of host: HostRecord) throws -> (workflow: HostWorkflow, resumed: Bool) {
+        var workflow = HostWorkflow(state: host.hostState)
+        guard case .paused = host.hostState else { return (workflow, false) }
+        _ = try workflow.apply(.resume)
+        return (workflow, true)
     }
 
     /// A step to run at once: its attempt was committed with the transition into it.
@@ -338,7 +358,9 @@ public final class Engine: Service, Sendable {
     ) async throws -> Continuation? {
         let now = clock.now
         var update = Store.HostUpdate()
-        var workflow = HostWorkflow(state: host.hostState)
+        let (start, resumed) = try workflowForResult(of: host)
+        var workflow = start
+        let cleared = resumed ? " (the cause of the pause has cleared)" : ""
         switch outcome {
         case .done(let facts):
             attempt.finishedAt = now
@@ -347,7 +369,7 @@ public final class Engine: Service, Sendable {
             if facts != previousFacts { update.facts = facts }
             _ = try workflow.apply(.stepSucceeded)
             update.state = workflow.state
-            update.eventReason = "\(step.rawValue) done"
+            update.eventReason = "\(step.rawValue) done" + cleared
             update.nextAt = .some(workflow.state.isUnfinished ? now : nil)
             if workflow.state == .ready {
                 logger.info("Host ready", metadata: ["host.id": "\(host.id)", "host.name": "\(host.name)"])
@@ -360,10 +382,10 @@ public final class Engine: Service, Sendable {
         case .wait(let facts):
             update.facts = facts
             let deadline = attempt.deadline ?? now.addingTimeInterval(options.idleInterval.seconds)
-            if case .running = host.hostState {
+            if case .running = workflow.state {
                 _ = try workflow.apply(.stepWaiting)
                 update.state = workflow.state
-                update.eventReason = "waiting for the host to report in"
+                update.eventReason = "waiting for the host to report in" + cleared
             }
             update.nextAt = .some(deadline)
             if update.state != nil || facts != previousFacts || host.nextAt != deadline {
@@ -381,17 +403,21 @@ public final class Engine: Service, Sendable {
             facts.replaceDirectoryEntry = previousFacts.replaceDirectoryEntry
             facts.reportFloors = previousFacts.reportFloors
             update.facts = facts
-            update.state = host.hostState
-            update.eventReason = reason
+            update.state = workflow.state
+            update.eventReason = reason + cleared
             update.nextAt = .some(now)
             logger.notice("Starting the host's next generation", metadata: ["host.id": "\(host.id)", "reason": "\(reason)"])
-            return try await commit(host, update, entering: host.hostState)
+            return try await commit(host, update, entering: workflow.state)
         case .poll(let facts, let after):
             let next = now.addingTimeInterval(after.seconds)
             update.facts = facts
             update.nextAt = .some(next)
-            if facts != previousFacts { try await store.update(host, update, now: now) }
-            await scheduler.schedule(host.id, at: next, priority: Self.priority(host.hostState))
+            if resumed {
+                update.state = workflow.state
+                update.eventReason = "\(step.rawValue) continues" + cleared
+            }
+            if resumed || facts != previousFacts { try await store.update(host, update, now: now) }
+            await scheduler.schedule(host.id, at: next, priority: Self.priority(workflow.state))
         }
         return nil
     }
@@ -399,7 +425,12 @@ public final class Engine: Service, Sendable {
     private func finish(_ host: HostRecord, step: Step, attempt: inout AttemptRecord, error: StepError, spec: HostSpec) async throws {
         let now = clock.now
         var update = Store.HostUpdate()
-        var workflow = HostWorkflow(state: host.hostState)
+        let (start, resumed) = try workflowForResult(of: host)
+        var workflow = start
+        if error.throttled {
+            try await wait(host, step: step, attempt: &attempt, throttledBy: error, workflow: workflow, resumed: resumed)
+            return
+        }
         attempt.finishedAt = now
         attempt.errorClass = error.errorClass
         attempt.errorMessage = error.message
@@ -408,39 +439,47 @@ public final class Engine: Service, Sendable {
         var message = error.description.replacingOccurrences(of: "{host}", with: spec.name)
             .replacingOccurrences(of: "{step}", with: step.rawValue)
         if errorClass == .transient {
-            let first = try store.firstAttemptStart(hostID: host.id, step: step, generation: host.generation) ?? attempt.startedAt
-            let elapsed = now.timeIntervalSince(first)
-            if attempt.attempt >= options.retry.maxAttempts || elapsed >= options.retry.budget.seconds {
+            let history = try store.attempts(hostID: host.id, step: step, generation: host.generation)
+            let spent = RetryPolicy.spent(history: history, current: attempt, now: now)
+            if spent.attempts >= options.retry.maxAttempts || spent.elapsed >= options.retry.budget.seconds {
                 errorClass = .permanent
-                message = "gave up after \(attempt.attempt) attempts over \(Int(elapsed))s: \(error.message)"
+                message = "gave up after \(spent.attempts) attempts over \(Int(spent.elapsed))s: \(error.message)"
             } else {
-                var delay = options.retry.delay(afterAttempt: attempt.attempt, unit: random.unit())
+                var delay = options.retry.delay(afterAttempt: spent.attempts, unit: random.unit())
                 if let after = error.retryAfter, after > delay { delay = after }
                 let next = now.addingTimeInterval(delay.seconds)
                 attempt.outcome = .retrying
                 update.attempt = attempt
-                update.state = host.hostState
+                update.state = workflow.state
                 update.eventReason =
-                    "attempt \(attempt.attempt) of \(step.rawValue) failed (\(error.message)); retrying in \(String(format: "%.1f", delay.seconds))s"
+                    "attempt \(spent.attempts) of \(step.rawValue) failed (\(error.message)); retrying in \(String(format: "%.1f", delay.seconds))s"
                 update.nextAt = .some(next)
                 try await store.update(host, update, now: now)
                 logger.notice(
                     "Step failed; will retry",
                     metadata: [
-                        "host.id": "\(host.id)", "step": "\(step.rawValue)", "attempt": "\(attempt.attempt)", "error": "\(error.message)",
+                        "host.id": "\(host.id)", "step": "\(step.rawValue)", "attempt": "\(spent.attempts)", "error": "\(error.message)",
                     ])
-                await scheduler.schedule(host.id, at: next, priority: Self.priority(host.hostState))
+                await scheduler.schedule(host.id, at: next, priority: Self.priority(workflow.state))
                 return
             }
         }
         if error.hint == nil { message += "; fix the cause, then run `onetouch resume \(spec.name)`" }
         attempt.outcome = errorClass == .needsHuman ? .paused : .failed
         update.attempt = attempt
+        let recheck = errorClass == .needsHuman ? error.retryAfter.map { now.addingTimeInterval($0.seconds) } : nil
+        update.nextAt = .some(recheck)
+        if resumed, let recheck {
+            // Still paused for a cause that may clear by itself: the first pause is on record, and the
+            // attempt row keeps what this re-check saw. No event, so a pause of days writes none.
+            try await store.update(host, update, now: now)
+            await scheduler.schedule(host.id, at: recheck)
+            logger.info("Still paused", metadata: ["host.id": "\(host.id)", "step": "\(step.rawValue)", "reason": "\(message)"])
+            return
+        }
         _ = try workflow.apply(errorClass == .needsHuman ? .needsHuman(reason: message) : .stepFailed(reason: message))
         update.state = workflow.state
         update.eventReason = message
-        let recheck = errorClass == .needsHuman ? error.retryAfter.map { now.addingTimeInterval($0.seconds) } : nil
-        update.nextAt = .some(recheck)
         update.wipeOneTimePassword = errorClass == .permanent
         try await store.update(host, update, now: now)
         specs.withLock { _ = $0.removeValue(forKey: host.id) }
@@ -448,6 +487,39 @@ public final class Engine: Service, Sendable {
         logger.warning(
             errorClass == .needsHuman ? "Host paused" : "Host failed",
             metadata: ["host.id": "\(host.id)", "step": "\(step.rawValue)", "reason": "\(message)"])
+    }
+
+    /// The service asked to slow down: the step waits and runs again under the same attempt, which
+    /// stays open, so throttling spends neither an attempt nor the step's time budget (the wait is
+    /// noted in the attempt's data). Only the first throttle of an attempt is an event.
+    private func wait(
+        _ host: HostRecord, step: Step, attempt: inout AttemptRecord, throttledBy error: StepError, workflow: HostWorkflow,
+        resumed: Bool
+    ) async throws {
+        let now = clock.now
+        var notes = ThrottleNotes(decoding: attempt.data)
+        notes.count += 1
+        var delay = options.retry.delay(afterAttempt: notes.count, unit: random.unit())
+        if let after = error.retryAfter, after > delay { delay = after }
+        notes.waited += delay.seconds
+        attempt.data = notes.encoded(into: attempt.data)
+        let next = now.addingTimeInterval(delay.seconds)
+        var update = Store.HostUpdate()
+        update.attempt = attempt
+        update.nextAt = .some(next)
+        if notes.count == 1 || resumed {
+            update.state = workflow.state
+            update.eventReason =
+                "\(step.rawValue) is throttled (\(error.message)); waiting \(String(format: "%.1f", delay.seconds))s, which spends no attempt"
+        }
+        try await store.update(host, update, now: now)
+        logger.info(
+            "Throttled; waiting",
+            metadata: [
+                "host.id": "\(host.id)", "step": "\(step.rawValue)", "wait": "\(String(format: "%.1f", delay.seconds))s",
+                "throttled": "\(notes.count)",
+            ])
+        await scheduler.schedule(host.id, at: next, priority: Self.priority(workflow.state))
     }
 
 }

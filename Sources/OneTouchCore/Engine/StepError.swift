@@ -18,16 +18,28 @@ public struct StepError: Error, Sendable, CustomStringConvertible {
     /// For transient errors: wait at least this long before the next attempt (Retry-After). For
     /// needs-human errors: look again after this long (the cause may clear by itself).
     public var retryAfter: Duration?
+    /// A transient error that only asks to slow down (EC2 `RequestLimitExceeded`, HTTP 429): the step
+    /// waits and runs again without spending an attempt or its time budget. A busy account must not
+    /// fail hosts.
+    public var throttled: Bool
 
-    public init(_ errorClass: ErrorClass, _ message: String, hint: String? = nil, retryAfter: Duration? = nil) {
+    public init(
+        _ errorClass: ErrorClass, _ message: String, hint: String? = nil, retryAfter: Duration? = nil, throttled: Bool = false
+    ) {
         self.errorClass = errorClass
         self.message = message
         self.hint = hint
         self.retryAfter = retryAfter
+        self.throttled = throttled && errorClass == .transient
     }
 
     public static func transient(_ message: String, retryAfter: Duration? = nil) -> StepError {
         StepError(.transient, message, retryAfter: retryAfter)
+    }
+    /// The service asks to slow down: wait (at least `retryAfter`, if it said) and try again, without
+    /// spending an attempt.
+    public static func throttled(_ message: String, retryAfter: Duration? = nil) -> StepError {
+        StepError(.transient, message, retryAfter: retryAfter, throttled: true)
     }
     public static func permanent(_ message: String, hint: String? = nil) -> StepError {
         StepError(.permanent, message, hint: hint)

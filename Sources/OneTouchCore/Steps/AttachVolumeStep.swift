@@ -84,6 +84,13 @@ struct AttachVolumeStep: HostStep {
             try await cloud.attachVolume(volumeID: volumeID, instanceID: instanceID)
             return .done(facts)
         case (.creating, _):
+            if let waited = PollLimit.volumeCreating.exceeded(context) {
+                throw StepError.permanent(
+                    "volume \(volumeID) is still creating after \(waited)",
+                    hint:
+                        "look at the volume in the EC2 console, delete it, then run `onetouch retry \(context.spec.name) --from attach-volume`"
+                )
+            }
             return .poll(facts, after: .seconds(1))
         case (.deleting, _), (.deleted, _), (.error, _):
             throw StepError.permanent(

@@ -49,11 +49,23 @@ struct ProvisionStep: HostStep {
         guard let instanceID = facts.instanceID else { return .poll(facts, after: .seconds(1)) }
         guard let instance = try await cloud.instances(ids: [instanceID]).first else {
             // Just created: the cloud may not show it yet (eventual consistency).
+            if let waited = PollLimit.instancePending.exceeded(context) {
+                throw StepError.permanent(
+                    "instance \(instanceID) was launched but the cloud still does not show it after \(waited)",
+                    hint: "look for it in the EC2 console, then run `onetouch retry \(context.spec.name) --from provision`")
+            }
             return .poll(facts, after: .seconds(2))
         }
         if let done = try finished(instance, facts: facts, context) { return done }
         switch instance.state {
         case .pending, .running:
+            if let waited = PollLimit.instancePending.exceeded(context) {
+                throw StepError.permanent(
+                    "instance \(instanceID) is still \(instance.state.rawValue)\(instance.privateIP == nil ? " without an address" : "") after \(waited)",
+                    hint:
+                        "look at the instance in the EC2 console (capacity, free addresses in its subnet), terminate it, then run `onetouch retry \(context.spec.name) --from provision`"
+                )
+            }
             return .poll(facts, after: .seconds(2))
         case .stopping, .stopped, .shuttingDown, .terminated:
             throw StepError.permanent(

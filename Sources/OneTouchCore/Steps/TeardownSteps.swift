@@ -21,6 +21,12 @@ struct TerminateStep: HostStep {
         if let id = context.facts.instanceID { ids.insert(id) }
         let live = try await cloud.instances(ids: Array(ids)).filter { $0.state != .terminated }
         if live.isEmpty { return .done(context.facts) }
+        if let waited = PollLimit.instanceShuttingDown.exceeded(context) {
+            let states = live.map { "\($0.id) \($0.state.rawValue)" }.joined(separator: ", ")
+            throw StepError.permanent(
+                "instances are not terminated \(waited) after the first request: \(states)",
+                hint: "look at them in the EC2 console, then run `onetouch resume \(context.spec.name)`")
+        }
         for instance in live where instance.state != .shuttingDown {
             try await cloud.terminate(instanceID: instance.id)
         }
@@ -41,9 +47,18 @@ struct DeleteVolumeStep: HostStep {
                     .map(\.id))
             if let id = facts.volumeID { ids.insert(id) }
             let volumes = try await cloud.volumes(ids: Array(ids)).filter { $0.state != .deleted && $0.state != .deleting }
-            if volumes.contains(where: { $0.attachedTo != nil }) {
-                return .poll(facts, after: .seconds(1))  // still detaching from the terminated instance
+            let attached = volumes.filter { $0.attachedTo != nil }
+            if !attached.isEmpty {
+                // Still detaching from the terminated instance.
+                if let waited = PollLimit.volumeDetaching.exceeded(context) {
+                    let which = attached.map { "\($0.id) (attached to \($0.attachedTo ?? "?"))" }.joined(separator: ", ")
+                    throw StepError.permanent(
+                        "data volumes are still attached \(waited) after their instance was terminated: \(which)",
+                        hint: "detach them (force if need be), then run `onetouch resume \(context.spec.name)`")
+                }
+                return .poll(facts, after: .seconds(1))
             }
+            // A volume the cloud still calls in use (it is detaching) comes back as a transient error.
             for volume in volumes { try await cloud.deleteVolume(volumeID: volume.id) }
         }
         if facts.destroyAnnounced != true {
