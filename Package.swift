@@ -45,7 +45,20 @@ let package = Package(
         // AWS EC2: SigV4, the Query API, credential chain, rate limiter, and the CloudProvider on top.
         .target(
             name: "OneTouchEC2",
-            dependencies: ["OneTouchCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "OneTouchCore", .product(name: "Crypto", package: "swift-crypto"),
+                // credential_process runs with a deadline.
+                .product(name: "Subprocess", package: "swift-subprocess"), .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // Helper programs run with a deadline, input on stdin (swift-subprocess).
+        .target(
+            name: "OneTouchProcess",
+            dependencies: [
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         // Local VMs: QEMU processes, QMP, copy-on-write overlays, NoCloud seeds, LUKS-encrypted volumes.
@@ -53,6 +66,7 @@ let package = Package(
             name: "OneTouchQEMU",
             dependencies: [
                 "OneTouchCore",
+                "OneTouchProcess",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -63,7 +77,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // Kerberos directories: MIT (kadmin) and FreeIPA (JSON-RPC).
-        .target(name: "OneTouchKerberos", dependencies: ["OneTouchCore"], swiftSettings: strict),
+        .target(name: "OneTouchKerberos", dependencies: ["OneTouchCore", "OneTouchProcess"], swiftSettings: strict),
         // The adapters' HTTP transport on AsyncHTTPClient (TLS with an optional private CA).
         .target(
             name: "OneTouchHTTP",
@@ -141,7 +155,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "OneTouchQEMUTests", dependencies: ["OneTouchQEMU", "OneTouchCore"], swiftSettings: strict),
+        .testTarget(name: "OneTouchProcessTests", dependencies: ["OneTouchProcess"], swiftSettings: strict),
+        .testTarget(
+            name: "OneTouchQEMUTests", dependencies: ["OneTouchQEMU", "OneTouchCore", "OneTouchProcess"], swiftSettings: strict),
         .testTarget(name: "OneTouchEC2Tests", dependencies: ["OneTouchEC2", "OneTouchCore"], swiftSettings: strict),
         .testTarget(
             name: "OneTouchKerberosTests", dependencies: ["OneTouchKerberos", "OneTouchCore", "OneTouchHTTP", "OneTouchTesting"],

@@ -1,5 +1,6 @@
 import Foundation
 import OneTouchCore
+import OneTouchProcess
 
 /// Plain MIT Kerberos through the `kadmin` client (krb5-user).
 ///
@@ -19,6 +20,8 @@ public struct MITDirectory: Directory {
         public var principal: String
         public var keytab: String
         public var kadmin: String = "/usr/bin/kadmin"
+        /// How long one kadmin run may take before it is stopped.
+        public var timeout: Duration = .seconds(60)
         /// KRB5_CONFIG for the kadmin process, if not the system's.
         public var krb5Config: String?
 
@@ -125,47 +128,22 @@ public struct MITDirectory: Directory {
         return .permanent("kadmin \(what) failed: \(detail)")
     }
 
-    /// Runs `work`, which blocks (a pipe read, a wait for a process), on a thread of its own. The
-    /// cooperative threads are as many as the cores, and the engine and the HTTP server share them;
-    /// Dispatch's global queues draw on the same few threads on Linux. With two cores, one kadmin run
-    /// read from detached tasks held both threads until kadmin exited.
-    static func blocking<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: work()) }.start()
-        }
-    }
-
-    /// Runs kadmin with the keytab; the password, if any, goes on stdin only.
+    /// Runs kadmin with the keytab; the password, if any, goes on stdin only. A kadmin that hangs is
+    /// stopped at `settings.timeout` (transient: the admin server may be slow), and one that exits
+    /// before reading its password is an ordinary failure.
     func kadmin(_ command: [String], stdin: String?) async throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: settings.kadmin)
-        process.arguments =
-            ["-p", settings.principal, "-k", "-t", settings.keytab, "-r", settings.realm, "-s", settings.adminServer] + command
-        var environment = ProcessInfo.processInfo.environment
+        var environment: [String: String] = [:]
         if let config = settings.krb5Config { environment["KRB5_CONFIG"] = config }
-        process.environment = environment
-        let input = Pipe()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        do { try process.run() } catch {
-            throw StepError.needsHuman("cannot run \(settings.kadmin): \(error)", hint: "install krb5-user on the orchestrator")
+        let arguments =
+            ["-p", settings.principal, "-k", "-t", settings.keytab, "-r", settings.realm, "-s", settings.adminServer] + command
+        do {
+            let outcome = try await Command(path: settings.kadmin, environment: environment).execute(
+                arguments, input: stdin, timeout: settings.timeout)
+            return Result(status: outcome.status ?? -1, stdout: outcome.output, stderr: outcome.errorOutput)
+        } catch let failed as Command.Failed where failed.reason == .cannotStart {
+            throw StepError.needsHuman("cannot run \(settings.kadmin): \(failed)", hint: "install krb5-user on the orchestrator")
+        } catch let failed as Command.Failed where failed.reason == .timedOut {
+            throw StepError.transient("kadmin \(command.first ?? "") on \(settings.adminServer): \(failed)")
         }
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try? input.fileHandleForWriting.close()
-        async let err = Self.blocking { errors.fileHandleForReading.readDataToEndOfFile() }
-        // Both pipes are read at once (kadmin could fill one while we wait on the other); the wait
-        // for its exit follows the end of stdout on the same thread.
-        let stdoutData = await Self.blocking {
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return data
-        }
-        let stderrData = await err
-        return Result(
-            status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-            stderr: String(decoding: stderrData, as: UTF8.self))
     }
 }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import OneTouchCore
+import OneTouchProcess
 
 /// Local VMs: each host is a QEMU process (daemonized, so it outlives `onetouch serve`) with a
 /// copy-on-write overlay on the base image, a NoCloud seed carrying its user-data, user-mode

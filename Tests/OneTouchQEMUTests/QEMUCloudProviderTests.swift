@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import OneTouchCore
+import OneTouchProcess
 import Testing
 
 @testable import OneTouchQEMU

@@ -1,0 +1,102 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import OneTouchCore
+import OneTouchServer
+import OneTouchTesting
+import Testing
+
+@Suite("Host API v2: the task a failed host polls, the volume after ready, the failed stage")
+struct HostProtocolV2Tests {
+    static let adminToken = "admin-token-0123456789abcdef"
+
+    func withServer(_ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void) async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let router = OneTouchServer.router(
+            service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),
+            adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
+        try await Application(router: router).test(.router) { client in try await body(bed, client) }
+    }
+
+    func bearer(_ token: Secret) -> HTTPFields { [.authorization: "Bearer \(token.reveal())", .contentType: "application/json"] }
+
+    func task(_ client: any TestClientProtocol, _ id: String, _ token: Secret) async throws -> HostTask {
+        try await client.execute(uri: "/v1/hosts/\(id)/task", method: .get, headers: bearer(token)) { response in
+            #expect(response.status == .ok)
+            return try JSONDecoder().decode(HostTask.self, from: Data(buffer: response.body))
+        }
+    }
+
+    @Test func aHostThatFailedSeesANewAttemptOnlyAfterARetry() async throws {
+        try await withServer { bed, client in
+            bed.configExitStatus["web-01"] = 2
+            let created = try await bed.create("web-01")
+            let token = try bed.tokenFor(created)
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            #expect(try bed.host("web-01").hostState == .waiting(.bootstrap))
+            let booting = try await task(client, created.id, token)
+            #expect(booting.step == "bootstrap")
+            try await bed.settle()
+            #expect(try bed.host("web-01").hostState.kind == .failed)
+            let failed = try await task(client, created.id, token)
+            #expect(failed.step == "none")
+            #expect(failed.attempt == booting.attempt, "nothing new to run until someone retries")
+
+            bed.configExitStatus["web-01"] = 0
+            _ = try await bed.service.retry("web-01", from: .configPull, actor: "test")
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            let retried = try await task(client, created.id, token)
+            #expect(retried.step == "config-pull")
+            #expect(retried.attempt != failed.attempt, "the retry is a new attempt the host picks up")
+        }
+    }
+
+    @Test func theVolumeIsStillAnsweredAfterReady() async throws {
+        try await withServer { bed, client in
+            let created = try await bed.create("web-01")
+            try await bed.settle()
+            #expect(try bed.host("web-01").hostState == .ready)
+            try await client.execute(uri: "/v1/hosts/\(created.id)/volume", method: .get, headers: bearer(try bed.tokenFor(created))) {
+                #expect($0.status == .ok)
+                #expect(String(buffer: $0.body).contains("vol-"))
+            }
+            #expect(try await task(client, created.id, try bed.tokenFor(created)).step == "done")
+        }
+    }
+
+    @Test func aFailureReportNamesTheHostsOwnStageAndTheStepToRetry() async throws {
+        try await withServer { bed, client in
+            bed.silentHosts.insert("web-01")
+            let created = try await bed.create("web-01")
+            let token = try bed.tokenFor(created)
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/reports", method: .post, headers: bearer(token),
+                body: ByteBuffer(
+                    string: #"{"stage":"failed","failedStage":"enrollment","exitStatus":1,"logTail":"kadmin: unable to get default realm"}"#
+                )
+            ) { #expect($0.status == .ok) }
+            try await bed.settle()
+            let host = try bed.host("web-01")
+            #expect(host.hostState.kind == .failed)
+            #expect(host.reason?.contains("Kerberos enrollment failed on the host") == true, "\(host.reason ?? "")")
+            #expect(host.reason?.contains("kadmin: unable to get default realm") == true)
+            #expect(host.reason?.contains("--from preregister") == true)
+            #expect(host.reason?.contains("configuration pull") == false)
+        }
+    }
+
+    @Test func noCredentialIsServedWhenTheRepositoryNeedsNone() async throws {
+        try await withServer { bed, client in
+            let created = try await bed.create("web-01")
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/config-credential", method: .get, headers: bearer(try bed.tokenFor(created))
+            ) { #expect($0.status == .noContent) }
+            try await client.execute(uri: "/v1/hosts/\(created.id)/config-credential", method: .get) {
+                #expect($0.status == .unauthorized)
+            }
+        }
+    }
+}
