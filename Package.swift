@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         // The workflow, engine, store and adapter protocols. Imports no HTTP library.
@@ -47,6 +48,8 @@ let package = Package(
             name: "OneTouchEC2",
             dependencies: [
                 "OneTouchCore", .product(name: "Crypto", package: "swift-crypto"),
+                // User-data over EC2's 16 KiB is sent gzip-compressed (cloud-init unpacks it).
+                .product(name: "CompressNIO", package: "compress-nio"), .product(name: "NIOCore", package: "swift-nio"),
                 // credential_process runs with a deadline.
                 .product(name: "Subprocess", package: "swift-subprocess"), .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -1,4 +1,6 @@
+import CompressNIO
 import Foundation
+import NIOCore
 
 /// Parameters of a one-instance RunInstances call.
 public struct RunInstanceRequest: Sendable, Equatable {
@@ -32,7 +34,8 @@ public struct RunInstanceRequest: Sendable, Equatable {
     public var subnetId: String?
     public var securityGroupIds: [String]
     public var instanceProfile: InstanceProfile?
-    /// Raw user-data bytes (at most 16 KiB); base64-encoded on the wire by the client.
+    /// Raw user-data bytes (at most 16 KiB); base64-encoded on the wire by the client. User-data that
+    /// does not fit is gzip-compressed here, which cloud-init recognises and unpacks.
     public var userData: Data?
     /// IMDS hop limit, 1…64. IMDSv2 is always required and the endpoint always enabled.
     public var metadataHopLimit: Int
@@ -52,7 +55,7 @@ public struct RunInstanceRequest: Sendable, Equatable {
         self.subnetId = subnetId
         self.securityGroupIds = securityGroupIds
         self.instanceProfile = instanceProfile
-        self.userData = userData
+        self.userData = userData.map(Self.fitting)
         self.metadataHopLimit = metadataHopLimit
         self.rootVolume = rootVolume
         self.instanceTags = instanceTags
@@ -61,6 +64,16 @@ public struct RunInstanceRequest: Sendable, Equatable {
     }
 
     public static let maxUserDataBytes = 16 * 1024
+
+    /// `data` as it is when it fits EC2's limit, else gzip-compressed (validation then checks the
+    /// compressed size).
+    static func fitting(_ data: Data) -> Data {
+        guard data.count > maxUserDataBytes else { return data }
+        var buffer = ByteBuffer(bytes: data)
+        guard var compressed = try? buffer.compress(with: .gzip()), let bytes = compressed.readBytes(length: compressed.readableBytes)
+        else { return data }
+        return Data(bytes)
+    }
 }
 
 /// Parameters of CreateVolume. The volume is always encrypted.

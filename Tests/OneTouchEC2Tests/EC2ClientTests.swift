@@ -135,6 +135,31 @@ struct EC2ClientTests {
         #expect(transport.requests.isEmpty)
     }
 
+    @Test func userDataOverTheLimitIsSentGzipCompressedAndUnpacksToTheSameText() async throws {
+        let script = (0..<900).map { "echo line \($0) of a long bootstrap script" }.joined(separator: "\n")
+        let text = Data(("#cloud-config\nruncmd:\n  - |\n" + script).utf8)
+        #expect(text.count > RunInstanceRequest.maxUserDataBytes)
+        let request = RunInstanceRequest(imageId: "ami-1", instanceType: "t3.small", userData: text, clientToken: "t")
+        let sent = try #require(request.userData)
+        #expect(sent.prefix(2) == Data([0x1f, 0x8b]), "gzip, which cloud-init recognises")
+        #expect(sent.count <= RunInstanceRequest.maxUserDataBytes)
+        let gunzip = Process()
+        gunzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gunzip.arguments = ["-dc"]
+        let input = Pipe()
+        let output = Pipe()
+        gunzip.standardInput = input
+        gunzip.standardOutput = output
+        try gunzip.run()
+        input.fileHandleForWriting.write(sent)
+        try input.fileHandleForWriting.close()
+        let unpacked = output.fileHandleForReading.readDataToEndOfFile()
+        gunzip.waitUntilExit()
+        #expect(unpacked == text)
+        let small = Data("#cloud-config\n".utf8)
+        #expect(RunInstanceRequest(imageId: "ami-1", instanceType: "t3.small", userData: small, clientToken: "t").userData == small)
+    }
+
     @Test func describeInstancesEncodesFiltersAndPagination() async throws {
         let transport = FakeTransport(xml: EC2XMLSamples.describeInstancesPage1)
         let page = try await Self.client(transport).describeInstances(
