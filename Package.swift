@@ -51,7 +51,7 @@ let package = Package(
                 // User-data over EC2's 16 KiB is sent gzip-compressed (cloud-init unpacks it).
                 .product(name: "CompressNIO", package: "compress-nio"), .product(name: "NIOCore", package: "swift-nio"),
                 // credential_process runs with a deadline.
-                .product(name: "Subprocess", package: "swift-subprocess"), .product(name: "SystemPackage", package: "swift-system"),
+                "OneTouchProcess",
             ],
             swiftSettings: strict
         ),

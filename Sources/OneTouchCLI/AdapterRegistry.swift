@@ -175,7 +175,8 @@ public enum AdapterRegistry {
         let transport = AsyncHTTPClientTransport()
         let limiter = (try section.bool("rate_limits") ?? true) ? EC2RateLimiter() : nil
         let client = EC2Client(
-            credentials: AWSCredentialsChain.standard(environment: environment, transport: transport), settings: settings,
+            credentials: AWSCredentialsChain.standard(environment: environment, transport: transport, region: settings.region),
+            settings: settings,
             transport: transport, rateLimiter: limiter)
         return EC2CloudProvider(client: client, settings: launch)
     }

@@ -57,10 +57,13 @@ public struct AWSSharedConfig: Sendable {
 
     /// The EC2 endpoint configured for the selected profile: `[services X] ec2 = endpoint_url = …`
     /// (when the profile has `services = X`), else the profile's global `endpoint_url`.
-    public var ec2EndpointURL: String? {
+    public var ec2EndpointURL: String? { endpointURL(service: "ec2") }
+
+    /// The endpoint configured for `service` (`ec2`, `sts`) the same way.
+    public func endpointURL(service: String) -> String? {
         let section = configSection(profileName)
         if let servicesName = nonEmpty(section?["services"]),
-            let url = nonEmpty(configSections["services \(servicesName)"]?["ec2.endpoint_url"])
+            let url = nonEmpty(configSections["services \(servicesName)"]?["\(service).endpoint_url"])
         {
             return url
         }

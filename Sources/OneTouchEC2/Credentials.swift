@@ -47,6 +47,13 @@ public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible, Cust
 /// Something that can produce credentials on demand (and refresh them if they expire).
 public protocol AWSCredentialsProvider: Sendable {
     func credentials() async throws -> AWSCredentials
+    /// AWS refused `used` (expired, unknown): forget them if cached, so the next call reads afresh.
+    func invalidate(_ used: AWSCredentials) async
+}
+
+extension AWSCredentialsProvider {
+    /// Providers that cache nothing have nothing to forget.
+    public func invalidate(_ used: AWSCredentials) async {}
 }
 
 public enum AWSCredentialsError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -103,11 +110,12 @@ public struct EnvironmentCredentialsProvider: AWSCredentialsProvider {
     }
 }
 
-/// Static keys of the selected profile in `~/.aws/credentials` / `~/.aws/config`.
-///
-/// Only `aws_access_key_id`, `aws_secret_access_key` and `aws_session_token` are supported
-/// (no `role_arn`, SSO or `credential_process`). The files are read on every call; put the
-/// provider behind ``AWSCredentialsChain`` (which caches non-expiring credentials).
+/// Static keys of the selected profile in `~/.aws/credentials` / `~/.aws/config`:
+/// `aws_access_key_id`, `aws_secret_access_key` and `aws_session_token`. A profile with
+/// `credential_process` or `web_identity_token_file` (and no keys) is left to
+/// ``ProcessCredentialsProvider`` and ``WebIdentityCredentialsProvider``; `role_arn` with a source
+/// profile and SSO are not supported. The files are read on every call; put the provider behind
+/// ``AWSCredentialsChain`` (which caches, and reads again when AWS refuses the keys).
 public struct SharedFileCredentialsProvider: AWSCredentialsProvider {
     let environment: [String: String]
 
@@ -132,8 +140,12 @@ public struct SharedFileCredentialsProvider: AWSCredentialsProvider {
             return AWSCredentials(accessKeyId: keyId, secretAccessKey: secret, sessionToken: token, source: source)
         case (nil, nil):
             var reason = "profile '\(config.profileName)' has no aws_access_key_id"
-            if profile["role_arn"] != nil || profile["sso_session"] != nil || profile["credential_process"] != nil {
-                reason += " (role_arn, SSO and credential_process profiles are not supported)"
+            if profile["credential_process"] != nil || profile["web_identity_token_file"] != nil {
+                // Another provider of the chain reads this profile.
+                throw AWSCredentialsError.notConfigured(source: source, reason: reason)
+            }
+            if profile["role_arn"] != nil || profile["sso_session"] != nil || profile["sso_start_url"] != nil {
+                reason += " (role_arn with a source profile, and SSO profiles are not supported)"
             }
             throw config.profileExplicitlyChosen
                 ? AWSCredentialsError.invalid(source: source, reason: reason)
@@ -147,38 +159,86 @@ public struct SharedFileCredentialsProvider: AWSCredentialsProvider {
 }
 
 /// Tries providers in order; a provider that is `notConfigured` passes to the next, any other
-/// error stops the chain. The first provider that succeeds is remembered; credentials without
-/// an expiration are cached for good, expiring ones are requested from that provider each time
-/// (the instance-metadata provider caches and refreshes on its own).
+/// error stops the chain. The first provider that succeeds is remembered and its credentials are
+/// cached: for good when they do not expire, else until `refreshMargin` before their expiration,
+/// when that provider is asked again (concurrent callers share one request). If a refresh fails
+/// while the cached credentials still work, those are returned.
+///
+/// When AWS refuses credentials as expired or unknown, ``invalidate(_:)`` forgets them (and the
+/// provider that gave them) and the next call runs the chain again: the shared files are read
+/// again, `credential_process` runs again, the web identity token file is read again. So rotated
+/// or renewed credentials are picked up without a restart.
 public actor AWSCredentialsChain: AWSCredentialsProvider {
     let providers: [any AWSCredentialsProvider]
+    let now: @Sendable () -> Date
+    let refreshMargin: TimeInterval
     private var winner: (any AWSCredentialsProvider)?
     private var cached: AWSCredentials?
+    private var resolving: Task<AWSCredentials, any Error>?
 
-    public init(providers: [any AWSCredentialsProvider]) {
+    public init(
+        providers: [any AWSCredentialsProvider], now: @escaping @Sendable () -> Date = Date.init, refreshMargin: Duration = .seconds(300)
+    ) {
         self.providers = providers
+        self.now = now
+        self.refreshMargin = refreshMargin.seconds
     }
 
-    /// The usual order: environment, shared files, then the instance role through IMDSv2.
+    /// The AWS CLI's order, less what onetouch does not support: environment, web identity
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, or the profile's), the shared files' keys,
+    /// the profile's `credential_process`, then the instance role through IMDSv2. `region` (the
+    /// provider's) picks the STS endpoint for web identity.
     public static func standard(
-        environment: [String: String], transport: any HTTPTransport, now: @escaping @Sendable () -> Date = Date.init
+        environment: [String: String], transport: any HTTPTransport, region: String? = nil,
+        now: @escaping @Sendable () -> Date = Date.init
     ) -> AWSCredentialsChain {
-        AWSCredentialsChain(providers: [
-            EnvironmentCredentialsProvider(environment: environment),
-            SharedFileCredentialsProvider(environment: environment),
-            InstanceMetadataCredentialsProvider(environment: environment, transport: transport, now: now),
-        ])
+        AWSCredentialsChain(
+            providers: [
+                EnvironmentCredentialsProvider(environment: environment),
+                WebIdentityCredentialsProvider(environment: environment, transport: transport, region: region),
+                SharedFileCredentialsProvider(environment: environment),
+                ProcessCredentialsProvider(environment: environment),
+                InstanceMetadataCredentialsProvider(environment: environment, transport: transport, now: now),
+            ], now: now)
     }
 
     public func credentials() async throws -> AWSCredentials {
-        if let cached { return cached }
+        if let cached, !needsRefresh(cached) { return cached }
+        let task = resolving ?? Task { try await self.resolve() }
+        resolving = task
+        do {
+            let fresh = try await task.value
+            if resolving == task { resolving = nil }
+            cached = fresh
+            return fresh
+        } catch {
+            if resolving == task { resolving = nil }
+            if let cached, let expiration = cached.expiration, now() < expiration { return cached }
+            throw error
+        }
+    }
+
+    public func invalidate(_ used: AWSCredentials) async {
+        // Others may have read fresh ones meanwhile: forget only what AWS refused.
+        guard cached == nil || cached == used else { return }
+        cached = nil
+        let provider = winner
+        winner = nil
+        await provider?.invalidate(used)
+    }
+
+    private func needsRefresh(_ credentials: AWSCredentials) -> Bool {
+        guard let expiration = credentials.expiration else { return false }
+        return now() >= expiration.addingTimeInterval(-refreshMargin)
+    }
+
+    private func resolve() async throws -> AWSCredentials {
         if let winner { return try await winner.credentials() }
         var reasons: [String] = []
         for provider in providers {
             do {
                 let credentials = try await provider.credentials()
                 winner = provider
-                if credentials.expiration == nil { cached = credentials }
                 return credentials
             } catch AWSCredentialsError.notConfigured(let source, let reason) {
                 reasons.append("\(source): \(reason)")

@@ -4,9 +4,12 @@ import OneTouchCore
 /// A minimal EC2 Query API client: form-encodes the parameters (protocols.md §1.2), signs with
 /// SigV4, sends through an injected ``HTTPTransport`` and decodes the XML answer.
 ///
-/// It makes exactly one attempt per call: every failure is an ``EC2Error`` whose `kind` tells
-/// the caller whether and how to retry. Credential problems surface as `.authentication`.
-/// If a rate limiter is given, each call first takes a token from the matching bucket.
+/// It makes one attempt per call, with one exception, as the AWS SDKs do: a request refused for
+/// its time or its credentials is sent again at once if that can help — signed with the server's
+/// time when the answer's `Date` shows this machine's clock is off (``ClockSkew``), or with fresh
+/// credentials when re-reading them gives others. Every failure is an ``EC2Error`` whose `kind`
+/// tells the caller whether and how to retry; credential problems surface as `.authentication`.
+/// If a rate limiter is given, each request first takes a token from the matching bucket.
 public struct EC2Client: Sendable {
     public static let apiVersion = "2016-11-15"
     static let contentType = "application/x-www-form-urlencoded; charset=utf-8"
@@ -20,6 +23,8 @@ public struct EC2Client: Sendable {
     let rateLimiter: EC2RateLimiter?
     let timeout: Duration
     let signer: SigV4Signer
+    /// How far AWS's clock is from ours, learnt from its answers; requests are signed with AWS's time.
+    public let clockSkew: ClockSkew
 
     public init(
         credentials: any AWSCredentialsProvider, region: String, endpoint: URL, transport: any HTTPTransport,
@@ -33,6 +38,7 @@ public struct EC2Client: Sendable {
         self.rateLimiter = rateLimiter
         self.timeout = timeout
         self.signer = SigV4Signer(region: region, service: "ec2")
+        self.clockSkew = ClockSkew()
     }
 
     public init(
@@ -212,11 +218,52 @@ public struct EC2Client: Sendable {
     public func perform(action: String, parameters: [(String, String)], filteredOrPaginated: Bool = false) async throws
         -> XMLElementNode
     {
-        try await rateLimiter?.acquire(action: action, filteredOrPaginated: filteredOrPaginated)
+        let body = Data(Self.formBody(action: action, parameters: parameters).utf8)
+        var sentAgain = false
+        while true {
+            try await rateLimiter?.acquire(action: action, filteredOrPaginated: filteredOrPaginated)
+            let used = try await currentCredentials(action: action)
+            let unsigned = HTTPRequestData(
+                method: "POST", url: endpoint, headers: [("Content-Type", Self.contentType)], body: body)
+            var request = signer.sign(unsigned, credentials: used, date: now().addingTimeInterval(clockSkew.current))
+            request.headers.append(("User-Agent", Self.userAgent))  // not signed
 
-        let credentials: AWSCredentials
+            let response: HTTPResponseData
+            do {
+                response = try await transport.send(request, timeout: timeout)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                throw EC2Error.transport(error, action: action)
+            }
+            let skewChanged = clockSkew.observe(dateHeader: response.header("Date"), localNow: now())
+
+            if (200..<300).contains(response.status) {
+                do {
+                    return try XMLElementNode.parse(response.body)
+                } catch {
+                    throw EC2ResponseDecoder.malformed(action, String(describing: error))
+                }
+            }
+            var error = EC2ResponseDecoder.error(body: response.body, httpStatus: response.status, action: action)
+            error.retryAfter = Self.retryAfter(response)
+            // Sent again at once, once, when that can help: signed with the server's time, or with the
+            // credentials a re-read gives when AWS refused these (rotated keys, renewed temporary ones).
+            if !sentAgain, error.mayBeClockSkew && skewChanged {
+                sentAgain = true
+                continue
+            }
+            if !sentAgain, error.credentialsRejected, await renewed(used) {
+                sentAgain = true
+                continue
+            }
+            throw error
+        }
+    }
+
+    private func currentCredentials(action: String) async throws -> AWSCredentials {
         do {
-            credentials = try await self.credentials.credentials()
+            return try await credentials.credentials()
         } catch is CancellationError {
             throw CancellationError()
         } catch {
@@ -224,29 +271,26 @@ public struct EC2Client: Sendable {
                 code: "CredentialsUnavailable", message: String(describing: error), httpStatus: nil, action: action,
                 kind: .authentication)
         }
+    }
 
-        let body = Data(Self.formBody(action: action, parameters: parameters).utf8)
-        let unsigned = HTTPRequestData(
-            method: "POST", url: endpoint, headers: [("Content-Type", Self.contentType)], body: body)
-        var request = signer.sign(unsigned, credentials: credentials, date: now())
-        request.headers.append(("User-Agent", Self.userAgent))  // not signed
+    /// Drops `used` from the provider's cache and reads the credentials again; true when that gives
+    /// others (a failure to read them is for the next call to report).
+    private func renewed(_ used: AWSCredentials) async -> Bool {
+        await credentials.invalidate(used)
+        guard let fresh = try? await credentials.credentials() else { return false }
+        return fresh != used
+    }
 
-        let response: HTTPResponseData
-        do {
-            response = try await transport.send(request, timeout: timeout)
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            throw EC2Error.transport(error, action: action)
+    /// `x-amz-retry-after` (milliseconds) or `Retry-After` (seconds; an HTTP date is not honoured).
+    static func retryAfter(_ response: HTTPResponseData) -> Duration? {
+        if let text = response.header("x-amz-retry-after"), let milliseconds = Int64(text.trimmingCharacters(in: .whitespaces)),
+            milliseconds >= 0
+        {
+            return .milliseconds(milliseconds)
         }
-
-        guard (200..<300).contains(response.status) else {
-            throw EC2ResponseDecoder.error(body: response.body, httpStatus: response.status, action: action)
+        if let text = response.header("Retry-After"), let seconds = Int64(text.trimmingCharacters(in: .whitespaces)), seconds >= 0 {
+            return .seconds(seconds)
         }
-        do {
-            return try XMLElementNode.parse(response.body)
-        } catch {
-            throw EC2ResponseDecoder.malformed(action, String(describing: error))
-        }
+        return nil
     }
 }

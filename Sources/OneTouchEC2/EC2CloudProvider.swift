@@ -135,6 +135,9 @@ public struct EC2CloudProvider: CloudProvider {
             try await call("delete volume \(volumeID)") { try await client.deleteVolume(volumeId: volumeID) }
         } catch let error as EC2Error where error.kind == .notFoundMaybeEventual {
             return  // already gone
+        } catch let error as EC2Error where error.code == "VolumeInUse" {
+            // Still detaching from its terminated instance: a wait, not a refusal.
+            throw StepError.transient("\(error.description) (still detaching)")
         }
     }
 
@@ -152,7 +155,8 @@ public struct EC2CloudProvider: CloudProvider {
     }
 
     static func volume(_ ec2: EC2Volume) -> Volume {
-        let attachment = ec2.attachments.first { $0.state == .attached || $0.state == .attaching }
+        // A detaching (or busy) volume is still attached: deleting it now would be refused.
+        let attachment = ec2.attachments.first { $0.state != .detached }
         return Volume(
             id: ec2.id, zone: ec2.availabilityZone, sizeGiB: ec2.sizeGiB ?? 0,
             state: Volume.State(rawValue: ec2.state.rawValue) ?? .error, encrypted: ec2.encrypted, keyID: ec2.kmsKeyId,
@@ -164,8 +168,11 @@ extension EC2Error: ClassifiedError {
     /// How the engine treats each kind of EC2 error.
     public var stepError: StepError {
         switch kind {
-        case .throttled, .transient:
-            return .transient(description)
+        case .throttled:
+            // Throttling asks to slow down; it spends no attempt (a busy account must not fail hosts).
+            return .throttled(description, retryAfter: retryAfter)
+        case .transient:
+            return .transient(description, retryAfter: retryAfter)
         case .notFoundMaybeEventual:
             return .transient("\(description) (may not be visible yet)")
         case .idempotentInstanceTerminated:
@@ -179,9 +186,15 @@ extension EC2Error: ClassifiedError {
                     "the request's settings changed since its first attempt, or its resource is gone; run `onetouch retry {host} --from {step}`"
             )
         case .authentication:
-            // Credentials expire and come back (rotation, a renewed role): look again every minute.
+            // Credentials expire and come back (rotation, a renewed role, a corrected clock): look again
+            // every minute; the client re-reads the credentials when AWS refuses them.
+            let cause =
+                Self.definiteClockSkewCodes.contains(code)
+                ? "renew the AWS credentials (temporary ones may have expired) or correct this machine's clock"
+                : "fix the AWS credentials or their IAM permissions"
             return .needsHuman(
-                description, hint: "fix the AWS credentials; the host continues by itself within a minute, or run `onetouch resume {host}`",
+                description,
+                hint: "\(cause); the host continues by itself within a minute once they work, or run `onetouch resume {host}`",
                 recheckAfter: .seconds(60))
         case .invalidRequest:
             return .permanent(

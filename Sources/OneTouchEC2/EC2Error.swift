@@ -17,7 +17,8 @@ public struct EC2Error: Error, Sendable, Equatable, CustomStringConvertible {
         case idempotentInstanceTerminated
         /// Same client token, different parameters.
         case idempotencyMismatch
-        /// Credentials rejected or not allowed: fix the configuration, do not retry.
+        /// Credentials rejected, expired or not allowed, or this machine's clock is off: the host
+        /// pauses and is re-checked, since renewed credentials (or a corrected clock) clear it.
         case authentication
         /// Any other client error: do not retry.
         case invalidRequest
@@ -36,14 +37,20 @@ public struct EC2Error: Error, Sendable, Equatable, CustomStringConvertible {
     /// The Query API action, when known.
     public var action: String?
     public var kind: Kind
+    /// How long the service asked to wait (`Retry-After`, `x-amz-retry-after`), if it said.
+    public var retryAfter: Duration?
 
-    public init(code: String, message: String, httpStatus: Int?, requestID: String? = nil, action: String? = nil, kind: Kind? = nil) {
+    public init(
+        code: String, message: String, httpStatus: Int?, requestID: String? = nil, action: String? = nil, kind: Kind? = nil,
+        retryAfter: Duration? = nil
+    ) {
         self.code = code
         self.message = message
         self.httpStatus = httpStatus
         self.requestID = requestID
         self.action = action
         self.kind = kind ?? Self.classify(code: code, httpStatus: httpStatus)
+        self.retryAfter = retryAfter
     }
 
     public var isRetryable: Bool { kind.isRetryable }
@@ -62,7 +69,8 @@ public struct EC2Error: Error, Sendable, Equatable, CustomStringConvertible {
     // MARK: - Classification
 
     static let throttlingCodes: Set<String> = [
-        "RequestLimitExceeded", "EC2ThrottledException", "Throttling", "ThrottlingException",
+        "RequestLimitExceeded", "EC2ThrottledException", "Throttling", "ThrottlingException", "SlowDown", "RequestThrottled",
+        "RequestThrottledException", "ThrottledException", "TooManyRequestsException", "BandwidthLimitExceeded",
     ]
     static let transientCodes: Set<String> = [
         "InternalError", "InternalFailure", "Unavailable", "ServiceUnavailable", "RequestTimeout",
@@ -70,9 +78,27 @@ public struct EC2Error: Error, Sendable, Equatable, CustomStringConvertible {
         "ConnectionError", "MalformedResponse",
     ]
     static let eventualNotFoundCodes: Set<String> = ["InvalidInstanceID.NotFound", "InvalidVolume.NotFound"]
-    static let authenticationCodes: Set<String> = [
-        "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch",
-    ]
+    /// Codes that say the request's time is off (AWS SDKs correct their clock on these).
+    /// EC2 answers `RequestExpired` for a time stamp more than 15 minutes off, and `AuthFailure` for
+    /// a skewed clock too (aws/aws-sdk-java#519); the others come from other AWS services.
+    static let definiteClockSkewCodes: Set<String> = ["RequestExpired", "RequestTimeTooSkewed", "RequestInTheFuture"]
+    static let probableClockSkewCodes: Set<String> = ["AuthFailure", "SignatureDoesNotMatch", "InvalidSignatureException"]
+    /// Codes that say the credentials are expired, unknown or do not sign right: re-reading them may help.
+    /// EC2 answers `RequestExpired` for expired temporary credentials and `AuthFailure` for unknown or
+    /// wrong keys; STS-style services say `ExpiredToken`, `InvalidClientTokenId` or `UnrecognizedClientException`.
+    static let rejectedCredentialsCodes: Set<String> = definiteClockSkewCodes.union(probableClockSkewCodes).union([
+        "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "IncompleteSignature",
+        "MissingAuthenticationToken",
+    ])
+    static let authenticationCodes: Set<String> = rejectedCredentialsCodes.union(["UnauthorizedOperation", "CredentialsUnavailable"])
+
+    /// The answer may come from a clock that differs from ours (AWS SDKs then sign with the server's time).
+    public var mayBeClockSkew: Bool {
+        Self.definiteClockSkewCodes.contains(code) || Self.probableClockSkewCodes.contains(code)
+    }
+
+    /// The credentials were refused as expired or unknown: fresh ones may work.
+    public var credentialsRejected: Bool { Self.rejectedCredentialsCodes.contains(code) }
 
     /// Code first (so a 503 `RequestLimitExceeded` is `.throttled`), then the HTTP status.
     public static func classify(code: String, httpStatus: Int?) -> Kind {

@@ -67,6 +67,10 @@ public actor InstanceMetadataCredentialsProvider: AWSCredentialsProvider {
         }
     }
 
+    public func invalidate(_ used: AWSCredentials) async {
+        if cached == used { cached = nil }
+    }
+
     private func needsRefresh(_ credentials: AWSCredentials) -> Bool {
         guard let expiration = credentials.expiration else { return false }
         return now() >= expiration.addingTimeInterval(-refreshMargin)

@@ -116,7 +116,8 @@ struct CredentialsTests {
             try await chain.credentials()
         } throws: { error in
             guard case AWSCredentialsError.noCredentials(let reasons) = error else { return false }
-            return reasons.count == 3 && reasons[2].contains("AWS_EC2_METADATA_DISABLED")
+            // environment, web identity, shared files, credential_process, instance metadata
+            return reasons.count == 5 && reasons[4].contains("AWS_EC2_METADATA_DISABLED")
         }
     }
 

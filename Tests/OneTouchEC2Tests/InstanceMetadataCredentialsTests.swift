@@ -149,7 +149,7 @@ struct InstanceMetadataCredentialsTests {
             try await chain.credentials()
         } throws: { error in
             guard case AWSCredentialsError.noCredentials(let reasons) = error else { return false }
-            return reasons.count == 3 && reasons[2].contains("IMDS not reachable")
+            return reasons.count == 5 && reasons[4].contains("IMDS not reachable")
         }
     }
 }
