@@ -52,17 +52,21 @@ struct DeliveryGate: Sendable, Equatable {
         }
     }
 
-    /// A request starts: the next of its kind waits its interval (Slack counts arrivals).
+    /// A request starts, or its answer came: the next of its kind waits its interval from then.
+    /// Counting from the answer too keeps arrivals an interval apart however long the request took
+    /// to arrive (Slack counts arrivals).
     mutating func started(_ request: Request, at now: Date) {
         switch request {
-        case .post: nextPost = now.addingTimeInterval(postInterval.seconds)
-        case .update: nextUpdate = now.addingTimeInterval(updateInterval.seconds)
+        case .post: nextPost = max(nextPost, now.addingTimeInterval(postInterval.seconds))
+        case .update: nextUpdate = max(nextUpdate, now.addingTimeInterval(updateInterval.seconds))
         case .read: break
         }
     }
 
-    /// Slack's answer. `jitter` in [0, 1) spreads the back-off (half of it at least is waited).
-    mutating func finished(_ outcome: SlackOutcome, at now: Date, jitter: Double) -> Verdict {
+    /// Slack's answer to a request of this kind. `jitter` in [0, 1) spreads the back-off (half of it
+    /// at least is waited).
+    mutating func finished(_ outcome: SlackOutcome, of request: Request, at now: Date, jitter: Double) -> Verdict {
+        started(request, at: now)
         if case .stopped = state { return .retry }
         switch outcome {
         case .ok:

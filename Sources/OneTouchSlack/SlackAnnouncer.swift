@@ -174,7 +174,7 @@ public final class SlackAnnouncer: Service, Sendable {
     }
 
     private func record(_ outcome: SlackOutcome, for work: PostWork, key: String?) throws {
-        let verdict = gate.withLock { $0.finished(outcome, at: clock.now, jitter: random.unit()) }
+        let verdict = gate.withLock { $0.finished(outcome, of: .post, at: clock.now, jitter: random.unit()) }
         let metadata: Logger.Metadata = ["host.id": "\(work.hostID)", "slack.key": "\(key ?? "parent")"]
         switch (verdict, outcome) {
         case (.done, .ok(let answer)):
@@ -211,7 +211,7 @@ public final class SlackAnnouncer: Service, Sendable {
         }
         gate.withLock { $0.started(.update, at: clock.now) }
         let outcome = await client.call("chat.update", json: message.updateBody(channel: thread.channel, ts: ts))
-        let verdict = gate.withLock { $0.finished(outcome, at: clock.now, jitter: random.unit()) }
+        let verdict = gate.withLock { $0.finished(outcome, of: .update, at: clock.now, jitter: random.unit()) }
         switch verdict {
         case .done:
             try store.markShown(thread)
@@ -267,7 +267,7 @@ public final class SlackAnnouncer: Service, Sendable {
             gate.withLock { $0.started(.read, at: clock.now) }
             let outcome = await client.call(method, form: arguments + (cursor.map { [("cursor", $0)] } ?? []))
             guard case .ok(let answer) = outcome else {
-                let verdict = gate.withLock { $0.finished(outcome, at: clock.now, jitter: random.unit()) }
+                let verdict = gate.withLock { $0.finished(outcome, of: .read, at: clock.now, jitter: random.unit()) }
                 if case .drop(let problem) = verdict, problem.scope == .parent {
                     return .notFound  // the thread is gone: nothing of ours can be in it
                 }

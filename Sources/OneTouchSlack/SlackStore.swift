@@ -135,14 +135,12 @@ final class SlackStore: Sendable {
 
     // MARK: What to send next
 
-    /// The oldest message owed that may go now: a thread's parent, or the first owed message of a
-    /// host (in bot mode, once its parent is posted).
+    /// The next thing to post. Messages owed in threads that are open (or, in webhook mode, at all)
+    /// come first, oldest first: a host's ready or failure is not kept waiting behind the openings
+    /// of other hosts' threads. Then the thread openings, those with a message waiting behind them
+    /// first. A host's own messages always go in order, after its thread's parent.
     func nextPost(bot: Bool) throws -> PostWork? {
         try pool.read { db in
-            let thread =
-                bot
-                ? try ThreadRow.fetchOne(
-                    db, sql: "SELECT * FROM slack_threads WHERE state IN ('queued','sending') ORDER BY event_id LIMIT 1") : nil
             let message = try OutboxRow.fetchOne(
                 db,
                 sql: """
@@ -152,14 +150,18 @@ final class SlackStore: Sendable {
                       AND o.id = (SELECT MIN(id) FROM slack_outbox WHERE host_id = o.host_id AND state IN ('queued','sending'))
                     ORDER BY o.id LIMIT 1
                     """)
-            switch (thread, message) {
-            case (let thread?, let message?):
-                return thread.eventID <= message.eventID
-                    ? .parent(thread) : .message(message, threadTS: try Self.threadTS(db, message.hostID))
-            case (let thread?, nil): return .parent(thread)
-            case (nil, let message?): return .message(message, threadTS: try Self.threadTS(db, message.hostID))
-            case (nil, nil): return nil
-            }
+            if let message { return .message(message, threadTS: try Self.threadTS(db, message.hostID)) }
+            guard bot else { return nil }
+            let thread = try ThreadRow.fetchOne(
+                db,
+                sql: """
+                    SELECT t.* FROM slack_threads t WHERE t.state IN ('queued','sending')
+                    ORDER BY EXISTS (
+                        SELECT 1 FROM slack_outbox o WHERE o.host_id = t.host_id AND o.state IN ('queued','sending')) DESC,
+                      t.event_id
+                    LIMIT 1
+                    """)
+            return thread.map { .parent($0) }
         }
     }
 

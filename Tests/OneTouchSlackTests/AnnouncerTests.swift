@@ -201,6 +201,22 @@ struct AnnouncerTests {
         #expect(harness.slack.requests("conversations.history").count == 6, "a 503 may have posted: looked up before each retry")
     }
 
+    @Test func aMessageInAnOpenThreadGoesBeforeOtherHostsThreadOpenings() async throws {
+        let harness = try SlackHarness()
+        let task = harness.start(try harness.announcer(SlackHarness.settings(postInterval: .milliseconds(300))))
+        defer { task.cancel() }
+        let first = try await harness.bed.create("web-a")
+        try await eventually("web-a's thread") { harness.slack.parents().count == 1 }
+        try await harness.bed.create("web-b")
+        try await harness.bed.create("web-c")
+        _ = try await harness.bed.service.destroy("web-a", keepVolume: false, actor: "admin")
+        try await eventually("four posts") { harness.slack.messages.count == 4 }
+        #expect(
+            harness.slack.messages.map { $0.key ?? "" }.map { $0.hasPrefix(first.id) ? String($0.suffix(7)) : "other-parent" } == [
+                "-parent", "command", "other-parent", "other-parent",
+            ], "web-a's reply did not wait behind web-b's and web-c's thread openings")
+    }
+
     @Test func fiftyHostsReadyAtOnceStayWithinThePaceLoseNothingAndKeepOrder() async throws {
         let harness = try SlackHarness()
         let interval = Duration.milliseconds(25)

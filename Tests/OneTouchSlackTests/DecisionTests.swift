@@ -185,15 +185,22 @@ struct DeliveryGateTests {
         #expect(gate.earliest(.update) == now.addingTimeInterval(1.2))
     }
 
+    @Test func theNextPostWaitsItsIntervalFromTheAnswerOfASlowOne() {
+        var gate = gate()
+        gate.started(.post, at: now)
+        _ = gate.finished(.ok(.null), of: .post, at: now.addingTimeInterval(0.3), jitter: 0)
+        #expect(gate.earliest(.post) == now.addingTimeInterval(1.3), "arrivals stay a second apart")
+    }
+
     @Test func retryAfterHoldsEveryKindOfRequest() {
         var gate = gate()
         gate.started(.post, at: now)
-        #expect(gate.finished(.rateLimited(retryAfter: .seconds(30)), at: now, jitter: 0) == .retry)
+        #expect(gate.finished(.rateLimited(retryAfter: .seconds(30)), of: .post, at: now, jitter: 0) == .retry)
         for kind in [DeliveryGate.Request.post, .update, .read] {
             #expect(gate.earliest(kind) == now.addingTimeInterval(30))
         }
         #expect(gate.describe(now: now) == "rate limited by Slack for 30s more")
-        #expect(gate.finished(.ok(.null), at: now.addingTimeInterval(31), jitter: 0) == .done)
+        #expect(gate.finished(.ok(.null), of: .post, at: now.addingTimeInterval(31), jitter: 0) == .done)
         #expect(gate.earliest(.read)! <= now)
     }
 
@@ -201,22 +208,22 @@ struct DeliveryGateTests {
         var gate = gate()
         var delays: [TimeInterval] = []
         for _ in 0..<8 {
-            _ = gate.finished(.unavailable("HTTP 503", mayHaveSent: true), at: now, jitter: 0.999_999)
+            _ = gate.finished(.unavailable("HTTP 503", mayHaveSent: true), of: .post, at: now, jitter: 0.999_999)
             delays.append(gate.earliest(.read)!.timeIntervalSince(now).rounded())
         }
         #expect(delays == [1, 2, 4, 8, 16, 32, 60, 60])
-        _ = gate.finished(.ok(.null), at: now, jitter: 0)
-        _ = gate.finished(.unavailable("HTTP 503", mayHaveSent: true), at: now, jitter: 0)
+        _ = gate.finished(.ok(.null), of: .post, at: now, jitter: 0)
+        _ = gate.finished(.unavailable("HTTP 503", mayHaveSent: true), of: .post, at: now, jitter: 0)
         #expect(gate.earliest(.read) == now.addingTimeInterval(0.5), "a success starts the back-off over; jitter keeps half")
     }
 
     @Test func aCredentialOrChannelErrorStopsEverythingAMessageErrorOnlyThatMessage() {
         var gate = gate()
         let message = SlackProblem.classify("invalid_blocks", webhook: false)!
-        #expect(gate.finished(.refused(message), at: now, jitter: 0) == .drop(message))
+        #expect(gate.finished(.refused(message), of: .post, at: now, jitter: 0) == .drop(message))
         #expect(gate.earliest(.post) != nil)
         let channel = SlackProblem.classify("not_in_channel", webhook: false)!
-        #expect(gate.finished(.refused(channel), at: now, jitter: 0) == .stop(channel))
+        #expect(gate.finished(.refused(channel), of: .post, at: now, jitter: 0) == .stop(channel))
         #expect(gate.earliest(.post) == nil && gate.earliest(.update) == nil && gate.earliest(.read) == nil)
         #expect(gate.describe(now: now).hasPrefix("stopped: Slack refuses to post in the configured channel (not_in_channel)"))
     }
