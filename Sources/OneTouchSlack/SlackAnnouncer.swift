@@ -115,6 +115,7 @@ public final class SlackAnnouncer: Service, Sendable {
 
     /// Plans every event not read yet.
     func ingestAll(now: Date) throws {
+        guard try store.hasNews() else { return }
         while try store.ingest(limit: 200, now: now, maxAge: settings.maxAge, channel: channel) == 200 {}
     }
 

@@ -72,6 +72,17 @@ final class SlackStore: Sendable {
         }
     }
 
+    /// Whether the events log has grown past the cursor: a read, so that an idle announcer polling
+    /// every 200 ms never takes the write lock the engine commits under.
+    func hasNews() throws -> Bool {
+        try pool.read { db in
+            let cursor =
+                try Int64.fetchOne(
+                    db, sql: "SELECT last_event_id FROM announcer_cursors WHERE name = ?", arguments: [Self.cursorName]) ?? 0
+            return try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events").map { $0 > cursor } ?? false
+        }
+    }
+
     /// Reads up to `limit` events after the cursor, plans each and records the plans with the new
     /// cursor in one transaction. Returns how many events were read.
     func ingest(limit: Int, now: Date, maxAge: Duration, channel: String?) throws -> Int {

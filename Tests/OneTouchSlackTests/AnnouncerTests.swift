@@ -38,6 +38,7 @@ struct AnnouncerTests {
         #expect(fields.contains { $0.hasPrefix("*Slowest step*\n") })
         let status = try harness.announcer().announcements(hostID: host.id)
         #expect(status.owed == 0 && status.sent == 1 && status.threadTs == parent.ts)
+        #expect(!harness.logs.all.contains { $0.contains(FakeSlack.token) }, "the bot token is never logged")
     }
 
     @Test func aFailureIsAReplyWithTheStepTheReasonTheLogAndTheCommand() async throws {
