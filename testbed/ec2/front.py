@@ -16,6 +16,10 @@ included, so moto's optional signature check still works) and adds:
 * KMS keys EBS cannot use (disabled, pending deletion, missing, or not granted to the caller): a
   CreateVolume with such a key is accepted and its volume then vanishes, as on AWS (see
   "KMS keys EBS cannot use" below);
+* credentials that stop working for a while (every EC2 call answered `RequestExpired`, what EC2
+  says for expired temporary credentials) and a clock that differs from the caller's (the `Date`
+  header shows the front's time; a request signed more than 15 minutes off is refused with
+  `AuthFailure`, what EC2 answers for a skewed clock, aws/aws-sdk-java#519);
 * per-action / per-outcome counters.
 
 Control endpoints on the same port (JSON):
@@ -29,6 +33,8 @@ Control endpoints on the same port (JSON):
   GET  /_front/config   current config
   POST /_front/config   partial update, e.g. {"throttle":false,"error_rate":0.1,"lag_seconds":2}
                         or {"refused_kms_keys":["arn:aws:kms:us-east-1:123456789012:key/..."]}
+                        or {"expire_requests":true} (every EC2 call: 400 RequestExpired) or
+                        {"clock_skew_seconds":1200} (the front's clock runs 20 minutes ahead)
   POST /_front/reset    clear counters, tokens, lag and buckets, and reset moto (/moto-api/reset)
 
 Only the standard library is used.  Run `front.py --help` for the options.
@@ -37,6 +43,8 @@ Only the standard library is used.  Run `front.py --help` for the options.
 from __future__ import annotations
 
 import argparse
+import calendar
+import email.utils
 import hashlib
 import http.client
 import json
@@ -164,6 +172,8 @@ class FrontConfig:
     seed: int = 0  # seed of the fault RNG; setting it through /_front/config re-seeds
     # CreateVolume KmsKeyId values (compared as sent) that EBS cannot use; see kms_key_refused.
     refused_kms_keys: list[str] = field(default_factory=list)
+    expire_requests: bool = False  # answer every EC2 call 400 RequestExpired (expired credentials)
+    clock_skew_seconds: float = 0.0  # the front's clock minus the real one; see signed_too_far_off
 
     def update(self, changes: dict) -> None:
         """Apply a partial update from JSON; raises ValueError on unknown keys or bad values."""
@@ -190,6 +200,10 @@ class FrontConfig:
             raise ValueError("seed must be an integer")
         if not (isinstance(new.refused_kms_keys, list) and all(isinstance(k, str) and k for k in new.refused_kms_keys)):
             raise ValueError("refused_kms_keys must be a list of KMS key ids, ARNs or aliases")
+        if not isinstance(new.expire_requests, bool):
+            raise ValueError("expire_requests must be true or false")
+        if isinstance(new.clock_skew_seconds, bool) or not isinstance(new.clock_skew_seconds, (int, float)):
+            raise ValueError("clock_skew_seconds must be a number of seconds")
         self.__dict__.update(new.__dict__)
 
 
@@ -202,6 +216,8 @@ OUTCOMES = (
     "notVisible",  # 400 *.NotFound because of the visibility lag, not forwarded
     "idempotencyError",  # 400 IdempotentParameterMismatch / IdempotentInstanceTerminated
     "kmsRefused",  # CreateVolume with a refused KMS key: forwarded, then the volume was deleted again
+    "expired",  # 400 RequestExpired while expire_requests is on, not forwarded
+    "skewRefused",  # 401 AuthFailure: signed more than 15 minutes off the front's (skewed) clock
     "passthrough",  # not an EC2 Query call (e.g. IAM, KMS, moto-api): forwarded untouched
     "frontError",  # a bug in the front itself: 500 InternalError, logged with the traceback
 )
@@ -363,6 +379,35 @@ def kms_key_refused(action: str, params: dict[str, str], cfg: FrontConfig) -> bo
 def as_creating(body: bytes) -> bytes:
     """A CreateVolume response with `status` creating (moto's volumes are available at once)."""
     return re.sub(rb"<status>[^<]*</status>", b"<status>creating</status>", body, count=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Expired credentials and a skewed clock
+# --------------------------------------------------------------------------------------------
+#
+# EC2 answers `RequestExpired` ("Request has expired.", HTTP 400) for expired temporary credentials
+# and for a request time stamp more than 15 minutes off; for a skewed clock it has also been seen to
+# answer `AuthFailure` (401, aws/aws-sdk-java#519), which is what the front sends, so that a client
+# has to read the `Date` header to tell the two apart, as the AWS SDKs do.
+
+MAX_SIGNATURE_SKEW = 15 * 60
+
+
+def signed_at(headers) -> float | None:
+    """The SigV4 time stamp (X-Amz-Date, yyyymmddThhmmssZ) as a Unix time, if any."""
+    text = headers.get("X-Amz-Date", "")
+    try:
+        return float(calendar.timegm(time.strptime(text, "%Y%m%dT%H%M%SZ")))
+    except ValueError:
+        return None
+
+
+def signed_too_far_off(headers, cfg: FrontConfig) -> bool:
+    """With a skewed clock configured: is the request signed more than 15 minutes off the front's time?"""
+    if not cfg.clock_skew_seconds:
+        return False
+    stamp = signed_at(headers)
+    return stamp is not None and abs(stamp - (time.time() + cfg.clock_skew_seconds)) > MAX_SIGNATURE_SKEW
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,6 +631,14 @@ class Front:
     def handle_ec2(self, method, path, headers, body, action, params, region) -> Reply:
         cfg = self.current_config()
 
+        # Authentication comes before anything else, as on EC2: nothing is counted against a bucket.
+        if cfg.expire_requests:
+            return self.error(400, "RequestExpired", "Request has expired.", "expired")
+        if signed_too_far_off(headers, cfg):
+            return self.error(
+                401, "AuthFailure", "AWS was not able to validate the provided access credentials", "skewRefused"
+            )
+
         if cfg.throttle and not self.buckets.take(region, action, params):
             return self.error(503, "RequestLimitExceeded", "Request limit exceeded.", "throttled")
 
@@ -736,6 +789,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # http.server's per-request log; we log our own lines
         pass
+
+    def date_time_string(self, timestamp=None):  # the Date header: the front's (possibly skewed) clock
+        now = time.time() if timestamp is None else timestamp
+        return email.utils.formatdate(now + self.front.current_config().clock_skew_seconds, usegmt=True)
 
     def do_GET(self):
         self.dispatch()
@@ -894,6 +951,14 @@ def main(argv=None) -> int:
         help="a CreateVolume KmsKeyId EBS cannot use: accepted, then the volume vanishes (repeatable)",
     )
     p.add_argument("--no-throttle", action="store_true", help="disable EC2 token-bucket throttling")
+    p.add_argument("--expire-requests", action="store_true", help="answer every EC2 call 400 RequestExpired")
+    p.add_argument(
+        "--clock-skew",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the front's clock runs this far ahead (negative: behind); requests signed 15 min off are refused",
+    )
     p.add_argument("--quiet", action="store_true", help="do not log one line per call to stderr")
     args = p.parse_args(argv)
 
@@ -909,6 +974,8 @@ def main(argv=None) -> int:
                 "fault_actions": args.fault_actions.split(",") if args.fault_actions else None,
                 "seed": args.seed,
                 "refused_kms_keys": args.refuse_kms_key,
+                "expire_requests": args.expire_requests,
+                "clock_skew_seconds": args.clock_skew,
             }
         )
     except ValueError as exc:

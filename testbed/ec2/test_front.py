@@ -6,6 +6,7 @@ host agents as subprocesses on free 127.0.0.1 ports, and stop them by PID at the
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import socket
@@ -41,6 +42,8 @@ BASELINE = {
     "fault_actions": None,
     "seed": 0,
     "refused_kms_keys": [],
+    "expire_requests": False,
+    "clock_skew_seconds": 0.0,
 }
 
 
@@ -257,6 +260,46 @@ def test_concurrent_retries_with_one_token_launch_once(front):
         )
     assert len(set(ids)) == 1
     assert len(live_instances(front.moto_ec2)) == 1
+
+
+# ------------------------------------------------------------------------------------------
+# front: expired credentials and a skewed clock
+# ------------------------------------------------------------------------------------------
+
+
+def test_expired_requests_are_refused_until_switched_off_and_have_no_effect(front):
+    front.config(expire_requests=True, throttle=True)
+    for _ in range(8):  # more than RunInstances' bucket holds: nothing is counted against it
+        with pytest.raises(ClientError) as err:
+            front.ec2.run_instances(**run_kwargs())
+        assert error_code(err.value) == ("RequestExpired", 400)
+    assert live_instances(front.moto_ec2) == []
+    assert front.outcome("RunInstances", "expired") == 8
+
+    front.config(expire_requests=False)
+    front.ec2.run_instances(**run_kwargs())
+    assert len(live_instances(front.moto_ec2)) == 1
+
+
+def test_a_skewed_clock_shows_in_the_date_header_and_refuses_requests_signed_far_off(front):
+    front.config(clock_skew_seconds=1200)
+    with pytest.raises(ClientError) as err:
+        front.ec2.describe_instances()
+    code = error_code(err.value)
+    server = email.utils.parsedate_to_datetime(err.value.response["ResponseMetadata"]["HTTPHeaders"]["date"]).timestamp()
+
+    assert code == ("AuthFailure", 401)
+    assert abs(server - (time.time() + 1200)) < 5
+    assert front.outcome("DescribeInstances", "skewRefused") == 1
+
+    front.config(clock_skew_seconds=600)  # within SigV4's 15 minutes: accepted
+    front.ec2.describe_instances()
+
+
+def test_skew_and_expiry_settings_are_checked(front):
+    for bad in ({"expire_requests": "yes"}, {"clock_skew_seconds": "20m"}, {"clock_skew_seconds": True}):
+        status, doc = http_json("POST", f"{front.url}/_front/config", bad)
+        assert status == 400, (bad, doc)
 
 
 # ------------------------------------------------------------------------------------------
