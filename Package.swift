@@ -133,6 +133,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "onetouch", dependencies: ["OneTouchCLI"], swiftSettings: strict),
+        // `onetouch` plus the crash tests' kill switch (ONETOUCH_TEST_KILL_AT); test tooling, never shipped.
+        .executableTarget(name: "onetouch-crashtest", dependencies: ["OneTouchCLI", "OneTouchTesting"], swiftSettings: strict),
         // Fakes of every adapter protocol. Never linked into the `onetouch` executable.
         .target(name: "OneTouchTesting", dependencies: ["OneTouchCore"], swiftSettings: strict),
         // `scripts/bench-engine` runs this: 1,000 hosts through the engine with fake adapters.

@@ -34,7 +34,8 @@ public struct OneTouchApplication {
     public init(
         configuration: Configuration, adapters: Adapters, environment: [String: String], logger: Logger,
         clock: any EngineClock = SystemClock(), random: any RandomSource = SystemRandom(),
-        ids: any IDGenerator = RandomIDGenerator(), owner: String? = nil
+        ids: any IDGenerator = RandomIDGenerator(), owner: String? = nil,
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
     ) throws {
         let store = try Store(path: configuration.database)
         let secrets = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: configuration.masterKeyFile))
@@ -52,7 +53,7 @@ public struct OneTouchApplication {
             secrets: secrets, renderer: renderer, logger: logger)
         let engine = Engine(
             services: services, options: options, clock: clock, random: random,
-            owner: owner ?? ProcessLease.owner, crashHook: try KillSwitch.parse(environment)?.hook())
+            owner: owner ?? ProcessLease.owner, crashHook: crashHook)
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
             directory: adapters.directory, clock: clock, ids: ids, logger: logger,

@@ -19,11 +19,16 @@ public struct OneTouch: AsyncParsableCommand {
 
     public init() {}
 
-    /// Parses, runs, and exits with the documented exit codes.
-    public static func runMain(_ arguments: [String]? = nil) async -> Int32 {
+    /// Parses, runs, and exits with the documented exit codes. Only the crash tests' own executable,
+    /// `onetouch-crashtest`, passes a `crashHook` (for `serve`); `onetouch` has none.
+    public static func runMain(
+        _ arguments: [String]? = nil, crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
+    ) async -> Int32 {
         do {
             var command = try parseAsRoot(arguments)
-            if var async = command as? any AsyncParsableCommand {
+            if let serve = command as? Serve {
+                try await serve.run(crashHook: crashHook)
+            } else if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
                 try command.run()
@@ -106,14 +111,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The YAML configuration file (see docs/configuration.md).")
     var config: String
 
-    func run() async throws {
+    func run() async throws { try await run(crashHook: nil) }
+
+    func run(crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?) async throws {
         let environment = ProcessInfo.processInfo.environment
         let configuration = try Configuration.load(file: config)
         var logger = Logger(label: "onetouch")
         logger.logLevel = Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info
         let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: logger)
         let app = try OneTouchApplication(
-            configuration: configuration, adapters: adapters, environment: environment, logger: logger)
+            configuration: configuration, adapters: adapters, environment: environment, logger: logger, crashHook: crashHook)
         do {
             try await app.run(logger: logger)
         } catch let error as LeaseHeld {

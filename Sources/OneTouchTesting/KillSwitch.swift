@@ -7,18 +7,20 @@ import Synchronization
 #endif
 
 /// Test tooling for the end-to-end crash tests: `ONETOUCH_TEST_KILL_AT=STEP:POINT[:N]` makes
-/// `onetouch serve` SIGKILL itself the N-th time (default 1) any host reaches that crash point of that
-/// step (`CrashPoint`: attempt-committed, external-call-made, result-committed). A real SIGKILL at an
-/// exact step boundary, which a timer from outside cannot hit. Unset (always, in production): no hook.
-struct KillSwitch {
-    let step: Step
-    let point: CrashPoint
-    let nth: Int
+/// `onetouch-crashtest serve` SIGKILL itself the N-th time (default 1) any host reaches that crash point
+/// of that step (`CrashPoint`: attempt-committed, external-call-made, result-committed). A real SIGKILL
+/// at an exact step boundary, which a timer from outside cannot hit. It lives here, with the fakes, so
+/// that the `onetouch` product does not contain it: only the test executable `onetouch-crashtest` reads
+/// the variable.
+public struct KillSwitch: Sendable {
+    public let step: Step
+    public let point: CrashPoint
+    public let nth: Int
 
-    static let variable = "ONETOUCH_TEST_KILL_AT"
+    public static let variable = "ONETOUCH_TEST_KILL_AT"
 
     /// Nil when the variable is unset; an error that names the accepted form when it is malformed.
-    static func parse(_ environment: [String: String]) throws -> KillSwitch? {
+    public static func parse(_ environment: [String: String]) throws -> KillSwitch? {
         guard let value = environment[variable], !value.isEmpty else { return nil }
         let parts = value.split(separator: ":").map(String.init)
         guard parts.count == 2 || parts.count == 3, let step = Step(rawValue: parts[0]), let point = CrashPoint(rawValue: parts[1]),
@@ -34,7 +36,7 @@ struct KillSwitch {
     }
 
     /// The engine's crash hook: counts arrivals and kills the process at the N-th.
-    func hook() -> @Sendable (Step, CrashPoint) throws -> Void {
+    public func hook() -> @Sendable (Step, CrashPoint) throws -> Void {
         let arrivals = Mutex(0)
         let (step, point, nth) = (self.step, self.point, self.nth)
         return { reached, at in

@@ -1,8 +1,7 @@
 import Foundation
 import OneTouchCore
+import OneTouchTesting
 import Testing
-
-@testable import OneTouchCLI
 
 @Suite("ONETOUCH_TEST_KILL_AT, the crash tests' switch")
 struct KillSwitchTests {

@@ -23,12 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTS = 20
 
 
-def _bin():
+def _bin(name="onetouch"):
+    """The built `onetouch`, or `onetouch-crashtest` (the same program plus the ONETOUCH_TEST_KILL_AT
+    kill switch, which the shipped `onetouch` does not have), from ONETOUCH_BIN's folder if it is set."""
     path = os.environ.get("ONETOUCH_BIN")
     if path:
-        return path
+        return str(Path(path).parent / name)
     out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True)
-    return str(Path(out.stdout.strip()) / "onetouch")
+    return str(Path(out.stdout.strip()) / name)
 
 
 def _free_port():
@@ -54,6 +56,7 @@ class Stack:
     def __init__(self, base: Path, front_args: str = "", retry=("100ms", "2s", 40, "5m")):
         self.base = base
         self.bin = _bin()
+        self.crashtest_bin = _bin("onetouch-crashtest")
         subprocess.run([ROOT / "scripts/krb5-testbed", "start", base / "krb5"], check=True, capture_output=True)
         self.krb = _env_file(base / "krb5/env")
         env = dict(os.environ, AGENT_ARGS="--kadmin /usr/bin/kadmin", FRONT_ARGS=front_args, KRB5_CONFIG=self.krb["KRB5_CONFIG"])
@@ -102,17 +105,18 @@ directory:
             "ec2", endpoint_url=e["MOTO_URL"], region_name=e["AWS_REGION"], aws_access_key_id="testing",
             aws_secret_access_key="testing")
 
-    def start_serve(self, kill_at=None):
-        """Starts `onetouch serve` and waits until it answers; with kill_at ("STEP:POINT[:N]") the
-        process SIGKILLs itself at that step boundary (ONETOUCH_TEST_KILL_AT) and may be gone before it
-        answers, so then only the start is awaited."""
+    def start_serve(self, kill_at=None, extra_env=None):
+        """Starts `onetouch serve` and waits until it answers; with kill_at ("STEP:POINT[:N]") it runs
+        `onetouch-crashtest serve`, which SIGKILLs itself at that step boundary (ONETOUCH_TEST_KILL_AT) and
+        may be gone before it answers, so then only the start is awaited."""
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", ONETOUCH_LOG_LEVEL="info")
         env.pop("ONETOUCH_TEST_KILL_AT", None)
         if kill_at:
             env["ONETOUCH_TEST_KILL_AT"] = kill_at
+        env.update(extra_env or {})
         log = open(self.base / "serve.log", "ab")
-        self.proc = subprocess.Popen([self.bin, "serve", "--config", str(self.base / "onetouch.yaml")], stdout=log,
-                                     stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen([self.crashtest_bin if kill_at else self.bin, "serve", "--config", str(self.base / "onetouch.yaml")],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env)
         if kill_at:
             return
         deadline = time.time() + 30
@@ -130,6 +134,11 @@ directory:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+
+    def stop_serve(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -280,6 +289,23 @@ def test_sigkill_at_every_step_boundary_never_duplicates(base):
         assert_exactly_one_each(stack, hosts)
         runs = stack.front_stats()["byAction"]["RunInstances"]
         print(f"18 SIGKILLs at step boundaries; RunInstances {runs}")
+    finally:
+        stack.stop()
+
+
+def test_the_shipped_binary_has_no_kill_switch(base):
+    """ONETOUCH_TEST_KILL_AT is test tooling of `onetouch-crashtest`: set for `onetouch serve`, it does
+    nothing, neither a kill at the boundary nor a refusal of a malformed value."""
+    stack = Stack(base)
+    try:
+        stack.start_serve(extra_env={"ONETOUCH_TEST_KILL_AT": "provision:attempt-committed"})
+        stack.create(["ks-01"])
+        [host] = stack.wait_settled(timeout=120)
+        assert host["state"] == "ready", (host["state"], host.get("step"), host.get("reason"))
+        assert stack.proc.poll() is None, "serve is still running"
+        stack.stop_serve()
+        stack.start_serve(extra_env={"ONETOUCH_TEST_KILL_AT": "not-a-step"})
+        assert stack.proc.poll() is None, "a malformed value is not even read"
     finally:
         stack.stop()
 
