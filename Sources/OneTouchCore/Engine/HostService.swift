@@ -67,7 +67,11 @@ public final class HostService: Sendable {
     /// Validates and records a new host, then wakes the engine. Nothing happens on bad input.
     public func create(_ request: CreateRequest, actor: String) async throws -> HostRecord {
         let name: String
-        do { name = try HostName.validate(request.name) } catch { throw ServiceError(.invalid, error.description) }
+        let fqdn: String
+        do {
+            name = try HostName.validate(request.name)
+            fqdn = try HostName.fqdn(name, domain: domain)
+        } catch { throw ServiceError(.invalid, error.description) }
         guard let role = roles[request.role] else {
             throw ServiceError(
                 .invalid, "unknown role '\(request.role)'; known roles: \(roles.keys.sorted().joined(separator: ", "))")
@@ -79,7 +83,7 @@ public final class HostService: Sendable {
             throw ServiceError(.invalid, "volume size \(gib) GiB is out of range; give 1 to 16384")
         }
         let spec = HostSpec(
-            name: name, fqdn: HostName.fqdn(name, domain: domain), role: role.name,
+            name: name, fqdn: fqdn, role: role.name,
             instanceType: request.size ?? role.instanceType, volumeGiB: request.volumeGiB ?? role.volumeGiB,
             playbook: role.playbook)
         let id = ids.hostID()

@@ -30,8 +30,23 @@ public enum HostName {
         return name
     }
 
-    /// The FQDN for a validated name: names with a dot are already fully qualified.
-    public static func fqdn(_ name: String, domain: String) -> String {
-        name.contains(".") ? name : "\(name).\(domain)"
+    /// The FQDN for a validated name in the configured `domain`: a name without a dot gets the domain;
+    /// a name with a dot is already fully qualified and must be inside the domain (`web-01.evil.com`
+    /// would be launched and get a principal there).
+    public static func fqdn(_ name: String, domain: String) throws(Invalid) -> String {
+        guard name.contains(".") else { return "\(name).\(domain)" }
+        let domain = domain.lowercased().trimmingSuffix(".")
+        guard name.hasSuffix("." + domain) else {
+            let short = name.split(separator: ".").first.map(String.init) ?? name
+            throw Invalid(
+                name: name, reason: "only hosts in \(domain) are made here; give a short name (\(short)) or one ending in .\(domain)")
+        }
+        return name
+    }
+}
+
+extension String {
+    fileprivate func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
     }
 }
