@@ -10,7 +10,9 @@ public final class Store: Sendable {
     public let pool: DatabasePool
     private let groupCommit: GroupCommit
 
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// Opens (creating if needed) the database at `path` and applies pending migrations. A new
+    /// database is created mode 0600 (SQLite gives its -wal and -shm files the same mode); a failure
+    /// names the path (`StoreOpenError`).
     public init(path: String) throws {
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(10)
@@ -18,13 +20,16 @@ public final class Store: Sendable {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        let dir = (path as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        pool = try DatabasePool(path: path, configuration: configuration)
-        // GRDB turns the writer connection to `synchronous=NORMAL` when it enables WAL, after
-        // `prepareDatabase` ran: set FULL again on the one connection that commits.
-        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        try Migrations.migrator().migrate(pool)
+        do {
+            try StoreOpenError.createPrivately(path)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            // GRDB turns the writer connection to `synchronous=NORMAL` when it enables WAL, after
+            // `prepareDatabase` ran: set FULL again on the one connection that commits.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            try Migrations.migrator().migrate(pool)
+        } catch let error as DatabaseError {
+            throw StoreOpenError(path: path, error: error)
+        }
         groupCommit = GroupCommit(writer: pool)
     }
 
