@@ -177,7 +177,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OneTouchCLITests",
-            dependencies: ["OneTouchCLI", "OneTouchTesting"],
+            dependencies: ["OneTouchCLI", "OneTouchTesting", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: strict
         ),
     ]

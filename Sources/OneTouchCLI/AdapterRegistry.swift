@@ -163,8 +163,12 @@ public enum AdapterRegistry {
         do {
             settings = try EC2Settings.resolve(
                 configuredRegion: region, configuredEndpoint: try section.string("endpoint"), environment: environment)
+        } catch let error as EC2SettingsError {
+            // Each under its own key: an endpoint from AWS_ENDPOINT_URL* is named by the message.
+            if case .invalidEndpoint = error { throw section.error("endpoint", error.description) }
+            throw section.error("region", error.description)
         } catch {
-            throw section.error("region", "\(error)")
+            throw section.error(nil, "cannot read the AWS shared configuration: \(error)")
         }
         var launch = EC2LaunchSettings(
             imageID: try section.requiredString("image_id"), subnetID: try section.string("subnet_id"),

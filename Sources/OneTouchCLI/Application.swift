@@ -37,6 +37,15 @@ public struct OneTouchApplication {
         ids: any IDGenerator = RandomIDGenerator(), owner: String? = nil,
         crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
     ) throws {
+        // What can be refused is read before anything is written (the database, the master key).
+        let tokens = try Self.adminTokens(configuration.adminTokens, configFile: configuration.file, environment: environment)
+        let repositoryCredential = try configuration.repositoryCredential.map { credential in
+            do {
+                return RepositoryCredential(kind: credential.kind, secret: try credential.source.load(environment: environment))
+            } catch let error as ConfigurationError {
+                throw ConfigurationError(file: configuration.file, path: "config.credential", reason: error.reason)
+            }
+        }
         let store = try Store(path: configuration.database)
         let secrets = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: configuration.masterKeyFile))
         let renderer = UserDataRenderer(
@@ -57,14 +66,7 @@ public struct OneTouchApplication {
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
             directory: adapters.directory, clock: clock, ids: ids, logger: logger,
-            repositoryCredential: try configuration.repositoryCredential.map { credential in
-                do {
-                    return RepositoryCredential(kind: credential.kind, secret: try credential.source.load(environment: environment))
-                } catch let error as ConfigurationError {
-                    throw ConfigurationError(file: configuration.file, path: "config.credential", reason: error.reason)
-                }
-            }, wake: { await engine.wake($0, underWay: $1) })
-        let tokens = try Self.adminTokens(configuration.adminTokens, configFile: configuration.file, environment: environment)
+            repositoryCredential: repositoryCredential, wake: { await engine.wake($0, underWay: $1) })
         self.engine = engine
         self.service = service
         self.store = store
@@ -76,21 +78,19 @@ public struct OneTouchApplication {
             adminTokenHashes: tokens.map(SecretBox.tokenHash), clock: clock, owner: owner ?? ProcessLease.owner, logger: logger)
     }
 
-    /// Admin tokens: one per line in the file (or one in the variable); blank lines and `#` comments ignored.
+    /// Admin tokens as `AdminTokens` reads them (the CLI reads its token the same way); a problem is
+    /// reported under `admin_tokens`.
     static func adminTokens(_ source: SecretSource, configFile: String, environment: [String: String]) throws -> [Secret] {
-        let raw = try source.load(environment: environment).reveal()
-        let tokens = raw.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-        guard !tokens.isEmpty else {
-            throw ConfigurationError(
-                file: configFile, path: "admin_tokens", reason: "no admin token found; put at least one in the token file or variable")
+        let tokens: [Secret]
+        do { tokens = try AdminTokens.load(source, environment: environment) } catch {
+            throw ConfigurationError(file: configFile, path: "admin_tokens", reason: "\(error)")
         }
-        guard tokens.allSatisfy({ $0.count >= 16 }) else {
+        guard tokens.allSatisfy({ $0.reveal().count >= 16 }) else {
             throw ConfigurationError(
                 file: configFile, path: "admin_tokens",
                 reason: "admin tokens must be at least 16 characters; generate one with `openssl rand -hex 32`")
         }
-        return tokens.map(Secret.init)
+        return tokens
     }
 
     /// Runs the engine and the HTTP listener as services until SIGTERM or SIGINT.

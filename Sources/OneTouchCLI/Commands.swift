@@ -10,7 +10,8 @@ public struct OneTouch: AsyncParsableCommand {
         commandName: "onetouch",
         abstract: "Create ready-to-use hosts with one command: VM, Kerberos, encrypted volume, configuration.",
         discussion: """
-            Exit codes: 0 success, 1 the operation failed, 2 usage or validation error, 3 server unreachable.
+            Exit codes: 0 success, 1 the operation failed, 2 usage or validation error, 3 server unreachable, \
+            130 Ctrl-C while following a host (the host carries on).
             """,
         subcommands: [
             Serve.self, Create.self, Status.self, List.self, Events.self, Resume.self, Retry.self, Destroy.self,
@@ -35,20 +36,23 @@ public struct OneTouch: AsyncParsableCommand {
             }
             return 0
         } catch let failure as AdminClient.Failure {
-            fflush(nil)  // print()ed lines first, then the error
-            FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+            Output.error("error: \(failure.description)")
             return failure.exitCode
+        } catch let interrupted as Interrupted {
+            Output.error(interrupted.description)
+            return Interrupted.exitCode
         } catch let error as ConfigurationError {
-            FileHandle.standardError.write(Data("error: invalid configuration: \(error)\n".utf8))
+            Output.error("error: invalid configuration: \(error)")
             return 2
+        } catch let error as StoreOpenError {
+            Output.error("error: \(error)")
+            return 1
         } catch let exit as ExitCode {
             return exit.rawValue
         } catch {
             let code = exitCode(for: error).rawValue
             let message = fullMessage(for: error)
-            if !message.isEmpty {
-                FileHandle.standardError.write(Data((message + "\n").utf8))
-            }
+            if !message.isEmpty { Output.error(message) }
             if code == 0 { return 0 }
             return code == ExitCode.validationFailure.rawValue ? 2 : (code == 1 ? 1 : 2)
         }
@@ -63,22 +67,26 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "File holding the admin token (default: $ONETOUCH_TOKEN, else $ONETOUCH_TOKEN_FILE).")
     var tokenFile: String?
 
+    /// The client, with the first token of the token file (read as `serve` reads its own: `AdminTokens`).
     func client() throws -> AdminClient {
         let environment = ProcessInfo.processInfo.environment
         let server = server ?? environment["ONETOUCH_SERVER"] ?? "http://127.0.0.1:8780"
         let source: SecretSource
+        let origin: String
         if let tokenFile {
-            source = .file(tokenFile)
+            (source, origin) = (.file(tokenFile), "--token-file")
         } else if environment["ONETOUCH_TOKEN"] != nil {
-            source = .environment("ONETOUCH_TOKEN")
+            (source, origin) = (.environment("ONETOUCH_TOKEN"), "ONETOUCH_TOKEN")
         } else if let file = environment["ONETOUCH_TOKEN_FILE"] {
-            source = .file(file)
+            (source, origin) = (.file(file), "ONETOUCH_TOKEN_FILE")
         } else {
-            throw ValidationError("no admin token: set ONETOUCH_TOKEN, ONETOUCH_TOKEN_FILE or --token-file")
+            throw AdminClient.Failure(exitCode: 2, description: "no admin token: set ONETOUCH_TOKEN, ONETOUCH_TOKEN_FILE or --token-file")
         }
-        let token = try source.load(environment: environment)
-        let first = token.reveal().split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-        return AdminClient(server: server, token: Secret(first))
+        let tokens: [Secret]
+        do { tokens = try AdminTokens.load(source, environment: environment) } catch {
+            throw AdminClient.Failure(exitCode: 2, description: "\(origin): \(error)")
+        }
+        return AdminClient(server: server, token: tokens[0])
     }
 }
 
@@ -92,8 +100,7 @@ func validateName(_ name: String) throws {
 }
 
 func printJSON(_ data: Data) {
-    FileHandle.standardOutput.write(data)
-    FileHandle.standardOutput.write(Data("\n".utf8))
+    Output.json(data)
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {
@@ -116,8 +123,8 @@ struct Serve: AsyncParsableCommand {
     func run(crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?) async throws {
         let environment = ProcessInfo.processInfo.environment
         let configuration = try Configuration.load(file: config)
-        var logger = Logger(label: "onetouch")
-        logger.logLevel = Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info
+        let logger = ServeLog.logger(level: Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info)
+        try await ServePreflight.check(configuration)
         let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: logger)
         let app = try OneTouchApplication(
             configuration: configuration, adapters: adapters, environment: environment, logger: logger, crashHook: crashHook)
@@ -164,12 +171,13 @@ struct Create: AsyncParsableCommand {
             if output.json {
                 printJSON(data)
             } else {
-                print("\(host.name): created (\(host.id)); follow it with `onetouch events \(host.name) --follow`")
+                Output.line("\(host.name): created (\(host.id)); follow it with `onetouch events \(host.name) --follow`")
             }
             return
         }
-        if !output.json { print("\(host.name): created (\(host.id), role \(host.role))") }
-        try await Follow(api: api, name: host.name, json: output.json).untilSettled()
+        if !output.json { Output.line("\(host.name): created (\(host.id), role \(host.role))") }
+        try await Follow(api: api, name: host.name, json: output.json).untilSettled(
+            orInterrupted: "\(host.name) (\(host.id)) carries on: the server keeps driving it.")
     }
 }
 
@@ -188,22 +196,22 @@ struct Status: AsyncParsableCommand {
         let data = try await api.get("/v1/admin/hosts/\(AdminClient.escape(name))")
         if output.json { return printJSON(data) }
         let host = try api.decode(HostView.self, data)
-        print("\(host.name) (\(host.id))")
-        print("  state:    \(host.state)\(host.step.map { " (\($0))" } ?? "")")
-        if let reason = host.reason { print("  reason:   \(reason)") }
-        print("  role:     \(host.role)   fqdn: \(host.fqdn)   generation: \(host.generation)")
-        if let instance = host.instanceId { print("  instance: \(instance)   address: \(host.privateIp ?? "-")") }
-        if let volume = host.volumeId { print("  volume:   \(volume)") }
+        Output.line("\(host.name) (\(host.id))")
+        Output.line("  state:    \(host.state)\(host.step.map { " (\($0))" } ?? "")")
+        if let reason = host.reason { Output.line("  reason:   \(reason)") }
+        Output.line("  role:     \(host.role)   fqdn: \(host.fqdn)   generation: \(host.generation)")
+        if let instance = host.instanceId { Output.line("  instance: \(instance)   address: \(host.privateIp ?? "-")") }
+        if let volume = host.volumeId { Output.line("  volume:   \(volume)") }
         if let log = host.failureLog {
             let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
-            print("  log tail from the host (last \(min(lines.count, Self.logLines)) of \(lines.count) lines; --json has all):")
-            for line in lines.suffix(Self.logLines) { print("    \(line)") }
+            Output.line("  log tail from the host (last \(min(lines.count, Self.logLines)) of \(lines.count) lines; --json has all):")
+            for line in lines.suffix(Self.logLines) { Output.block("    \(line)") }
         }
         // Slack's view of the host, when Slack is configured (the route does not exist otherwise).
         if let data = try? await api.get("/v1/admin/hosts/\(AdminClient.escape(name))/announcements"),
             let slack = try? api.decode(AnnouncementsView.self, data)
         {
-            for (index, line) in slack.lines.enumerated() { print(index == 0 ? "  slack:    \(line)" : "            \(line)") }
+            for (index, line) in slack.lines.enumerated() { Output.line(index == 0 ? "  slack:    \(line)" : "            \(line)") }
         }
     }
 
@@ -222,10 +230,10 @@ struct List: AsyncParsableCommand {
         let data = try await api.get("/v1/admin/hosts" + (state.map { "?state=\($0.rawValue)" } ?? ""))
         if output.json { return printJSON(data) }
         let hosts = try api.decode([HostView].self, data)
-        if hosts.isEmpty { return print("no hosts") }
+        if hosts.isEmpty { return Output.line("no hosts") }
         for host in hosts {
             let state = host.state + (host.step.map { "(\($0))" } ?? "")
-            print(
+            Output.line(
                 "\(host.name.padding(toLength: max(24, host.name.count), withPad: " ", startingAt: 0)) \(state.padding(toLength: 24, withPad: " ", startingAt: 0)) \(host.role.padding(toLength: 12, withPad: " ", startingAt: 0)) \(host.instanceId ?? "-")"
             )
         }
@@ -246,10 +254,13 @@ struct Events: AsyncParsableCommand {
 
     func run() async throws {
         let api = try client.client()
-        if follow { return try await Follow(api: api, name: name, json: output.json, fromStart: true).untilSettled() }
+        if follow {
+            return try await Follow(api: api, name: name, json: output.json, fromStart: true).untilSettled(
+                orInterrupted: "\(name) carries on: the server keeps driving it.")
+        }
         let data = try await api.get("/v1/admin/hosts/\(AdminClient.escape(name))/events")
         if output.json { return printJSON(data) }
-        for event in try api.decode([EventView].self, data) { print(Follow.line(event, duration: nil)) }
+        for event in try api.decode([EventView].self, data) { Output.line(Follow.line(event, duration: nil)) }
     }
 }
 
@@ -278,12 +289,13 @@ struct Resume: AsyncParsableCommand {
             let data = try await api.send(.POST, "/v1/admin/resume-failed", body: Optional<ErrorBody>.none)
             if output.json { return printJSON(data) }
             let hosts = try api.decode([HostView].self, data)
-            print(hosts.isEmpty ? "no failed hosts" : hosts.map { "\($0.name): resumed at \($0.step ?? "-")" }.joined(separator: "\n"))
+            if hosts.isEmpty { Output.line("no failed hosts") }
+            for host in hosts { Output.line("\(host.name): resumed at \(host.step ?? "-")") }
         } else if let name {
             let data = try await api.send(.POST, "/v1/admin/hosts/\(AdminClient.escape(name))/resume", body: Optional<ErrorBody>.none)
             if output.json { return printJSON(data) }
             let host = try api.decode(HostView.self, data)
-            print("\(host.name): resumed at \(host.step ?? "-")")
+            Output.line("\(host.name): resumed at \(host.step ?? "-")")
         }
     }
 }
@@ -306,7 +318,7 @@ struct Retry: AsyncParsableCommand {
         let data = try await api.send(.POST, "/v1/admin/hosts/\(AdminClient.escape(name))/retry", body: RetryRequest(from: from))
         if output.json { return printJSON(data) }
         let host = try api.decode(HostView.self, data)
-        print("\(host.name): running again from \(host.step ?? from.rawValue)")
+        Output.line("\(host.name): running again from \(host.step ?? from.rawValue)")
     }
 }
 
@@ -328,9 +340,10 @@ struct Destroy: AsyncParsableCommand {
             .POST, "/v1/admin/hosts/\(AdminClient.escape(name))/destroy", body: DestroyRequest(keepVolume: keepVolume))
         if !wait {
             if output.json { return printJSON(data) }
-            return print("\(name): destroying")
+            return Output.line("\(name): destroying")
         }
-        try await Follow(api: api, name: name, json: output.json).untilSettled()
+        try await Follow(api: api, name: name, json: output.json).untilSettled(
+            orInterrupted: "The teardown of \(name) carries on: the server keeps driving it.")
     }
 }
 
@@ -351,7 +364,7 @@ struct Render: AsyncParsableCommand {
     func run() async throws {
         let data = try await client.client().get("/v1/admin/hosts/\(AdminClient.escape(name))/user-data")
         if output.json { return try printJSON(Rendered(name: name, userData: String(decoding: data, as: UTF8.self))) }
-        FileHandle.standardOutput.write(data)
+        Output.raw(data)
     }
 }
 
@@ -370,12 +383,14 @@ struct Reconcile: AsyncParsableCommand {
             ? try await api.send(.POST, "/v1/admin/reconcile", body: Optional<ErrorBody>.none) : try await api.get("/v1/admin/reconcile")
         if output.json { return printJSON(data) }
         let report = try api.decode(ReconcileReport.self, data)
-        if report.orphans.isEmpty && report.vanished.isEmpty { return print("nothing to reconcile: every managed resource has its host") }
-        for orphan in report.orphans { print("orphan \(orphan.kind) \(orphan.id): \(orphan.why)") }
-        for gone in report.vanished {
-            print("\(gone.host): its instance \(gone.instanceId) is gone; run `onetouch retry \(gone.host) --from provision`")
+        if report.orphans.isEmpty && report.vanished.isEmpty {
+            return Output.line("nothing to reconcile: every managed resource has its host")
         }
-        if fix { print("removed: \(report.removed.isEmpty ? "nothing" : report.removed.joined(separator: ", "))") }
-        if !fix && !report.orphans.isEmpty { print("run `onetouch reconcile --fix` to remove the orphans") }
+        for orphan in report.orphans { Output.line("orphan \(orphan.kind) \(orphan.id): \(orphan.why)") }
+        for gone in report.vanished {
+            Output.line("\(gone.host): its instance \(gone.instanceId) is gone; run `onetouch retry \(gone.host) --from provision`")
+        }
+        if fix { Output.line("removed: \(report.removed.isEmpty ? "nothing" : report.removed.joined(separator: ", "))") }
+        if !fix && !report.orphans.isEmpty { Output.line("run `onetouch reconcile --fix` to remove the orphans") }
     }
 }
