@@ -134,7 +134,7 @@ public enum AdapterRegistry {
         do { password = try passwordSource.load(environment: environment) } catch let error as ConfigurationError {
             throw section.error("password", error.reason)
         }
-        let settings = FreeIPADirectory.Settings(
+        var settings = FreeIPADirectory.Settings(
             server: try section.requiredString("server"), port: try section.int("port", range: 1...65535) ?? 443,
             realm: try section.requiredString("realm"), domain: try section.requiredString("domain"),
             user: try section.requiredString("user"), password: password,
@@ -147,6 +147,8 @@ public enum AdapterRegistry {
             do { transport = try AsyncHTTPClientTransport(caBundle: bundle) } catch {
                 throw section.error("ca_bundle", "not a usable PEM CA bundle: \(error)")
             }
+            // The hosts get the same CA for ipa-client-install --ca-cert-file.
+            settings.caCertificate = try? String(contentsOfFile: bundle, encoding: .utf8)
         } else {
             transport = AsyncHTTPClientTransport()
         }

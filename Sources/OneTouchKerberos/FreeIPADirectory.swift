@@ -15,15 +15,18 @@ public actor FreeIPADirectory: Directory {
         public var server: String
         public var port: Int
         public var realm: String
-        /// The DNS domain the hosts join (for `ipa-client-install --domain`).
+        /// FreeIPA's primary DNS domain (`api.env.domain`, usually the realm in lower case), for
+        /// `ipa-client-install --domain`; not necessarily the hosts' own domain.
         public var domain: String
-        /// The admin principal's user name (`admin`, or a user holding the Host Administrators privilege).
+        /// The admin principal's user name (`admin`, or a user holding the Host Administrators privilege,
+        /// and the DNS Administrators privilege when `ipAddressInDNS` is on).
         public var user: String
         /// The user's password, loaded by the caller from a file.
         public var password: Secret
         /// True when FreeIPA manages the hosts' DNS: `host_add` sends the host's `ip_address` (so FreeIPA
-        /// adds the A/PTR records) or, without one, lets FreeIPA check that the name resolves. False:
-        /// hosts are added with `force: true` and DNS is left alone.
+        /// adds the A/PTR records, and says so in `messages` when it could not) or, without one, lets
+        /// FreeIPA check that the name resolves; `host_del` removes the records (`updatedns`). False:
+        /// hosts are added with `force: true` and DNS is left alone, on add and on delete.
         public var ipAddressInDNS: Bool
         /// The JSON-RPC API version sent with every call (any 2.x is accepted by a 2.x server).
         public var apiVersion: String = "2.251"
@@ -43,13 +46,20 @@ public actor FreeIPADirectory: Directory {
             self.ipAddressInDNS = ipAddressInDNS
         }
 
+        /// The IPA CA certificate (PEM) the hosts get for `ipa-client-install --ca-cert-file`, so that
+        /// they never fetch it over plain HTTP; nil when none is configured.
+        public var caCertificate: String?
+
         /// `https://SERVER[:PORT]`.
         var baseURL: String {
             let host = server.contains(":") ? "[\(server)]" : server
             return port == 443 ? "https://\(host)" : "https://\(host):\(port)"
         }
-        /// What FreeIPA's Referer check wants: https, the server's name, a path under /ipa.
-        var referer: String { baseURL + "/ipa" }
+        /// What FreeIPA's Referer check wants: the string prefix `https://<api.env.host>/ipa`, never with
+        /// a port (ipaserver/rpcserver.py:389-392 compares strings, so `https://ipa:8443/ipa` is refused).
+        var referer: String {
+            "https://\(server.contains(":") ? "[\(server)]" : server)/ipa"
+        }
     }
 
     public nonisolated let settings: Settings
@@ -81,20 +91,40 @@ public actor FreeIPADirectory: Directory {
     /// FreeIPA knows enrollment itself (`has_keytab`), so `ownsEntry` changes nothing: an entry with a
     /// keytab is refused either way.
     public func preregister(_ host: DirectoryHost, proposedPassword: Secret, ownsEntry: Bool) async throws -> Preregistration {
+        try Self.checkLength(host.fqdn)
         var options: [String: IPAJSON] = ["random": .bool(true)]
         if settings.ipAddressInDNS {
             if let address = host.ipAddress { options["ip_address"] = .string(address) }
         } else {
             options["force"] = .bool(true)
         }
+        let duplicate: IPAError
         do {
-            let result = try await call("host_add", [.string(host.fqdn)], options, passing: [IPAError.duplicateEntry])
+            let result = try await call(
+                "host_add", [.string(host.fqdn)], options, passing: [IPAError.duplicateEntry, IPAError.notFound])
+            try checkDNSMessages(result, host: host)
             return Preregistration(oneTimePassword: try Self.randomPassword(result, method: "host_add"), baseline: "password")
         } catch let error as IPAError where error.code == IPAError.duplicateEntry {
             // Created by an earlier attempt whose answer was lost, or by someone else: decide by its state.
+            // Or a DNS clash: with ip_address, FreeIPA answers 4002 too when another A/PTR record holds
+            // the address (ipaserver/plugins/dns.py:600-614), for a host that does not exist.
+            duplicate = error
+        } catch let error as IPAError where error.code == IPAError.notFound {
+            // dnszone_show during the ip_address validation (dns.py:584-589): the zone is not an IPA
+            // zone, or this user may not read DNS (only DNS Administrators may, dns.py:2556-2600).
+            guard settings.ipAddressInDNS else { throw stepError(error, method: "host_add") }
+            throw StepError.needsHuman(
+                "FreeIPA host_add failed: \(error)",
+                hint:
+                    "FreeIPA cannot see the DNS zone of {host}: give \(settings.user) the DNS Administrators privilege, add the zone to FreeIPA DNS, or turn off ip_address_in_dns, then run `onetouch resume {host}`"
+            )
         }
         guard let entry = try await lookup(host) else {
-            throw StepError.transient("FreeIPA reported \(host.fqdn) as existing, then as not found; trying again")
+            throw StepError.needsHuman(
+                "FreeIPA host_add refused \(host.fqdn), which does not exist: \(duplicate)",
+                hint:
+                    "another DNS record holds {host}'s address (a stale A or PTR record left by a deleted host): remove it in FreeIPA DNS, then run `onetouch resume {host}`"
+            )
         }
         if entry.enrolled {
             throw StepError.enrolledElsewhere(
@@ -111,7 +141,10 @@ public actor FreeIPADirectory: Directory {
 
     public func remove(_ host: DirectoryHost) async throws {
         do {
-            _ = try await call("host_del", [.string(host.fqdn)], ["updatedns": .bool(true)], passing: [IPAError.notFound])
+            // updatedns only when onetouch manages DNS: it deletes whatever IPA DNS holds for the name. A
+            // 13020 message (no records, or none this user may see) is not a failure of the removal.
+            let options: [String: IPAJSON] = settings.ipAddressInDNS ? ["updatedns": .bool(true)] : [:]
+            _ = try await call("host_del", [.string(host.fqdn)], options, passing: [IPAError.notFound])
         } catch let error as IPAError where error.code == IPAError.notFound {
             // Already gone.
         }
@@ -119,7 +152,33 @@ public actor FreeIPADirectory: Directory {
 
     public nonisolated func enrollmentInfo(for host: DirectoryHost) -> EnrollmentInfo {
         EnrollmentInfo(
-            backend: "freeipa", realm: settings.realm, server: settings.server, principal: principal(host), domain: settings.domain)
+            backend: "freeipa", realm: settings.realm, server: settings.server, principal: principal(host), domain: settings.domain,
+            caCertificate: settings.caCertificate)
+    }
+
+    /// FreeIPA's longest host name: `ipaMaxHostnameLength` (64) in host_add, `MAXHOSTNAMELEN` in
+    /// ipa-client-install (ipaserver/plugins/host.py:719-726; ipaclient/install/client.py:2267-2272).
+    public static let maxHostNameLength = 64
+
+    static func checkLength(_ fqdn: String) throws {
+        guard fqdn.count <= maxHostNameLength else {
+            throw StepError.permanent(
+                "\(fqdn) has \(fqdn.count) characters; FreeIPA allows at most \(maxHostNameLength)",
+                hint: "remove {host} and create it with a shorter name")
+        }
+    }
+
+    /// What FreeIPA says about the DNS records it was asked to add: FailedToAddHostDNSRecords (13030)
+    /// means the host was added without them (ipaserver/plugins/host.py:791-794).
+    func checkDNSMessages(_ result: IPAJSON, host: DirectoryHost) throws {
+        guard case .array(let messages)? = result["messages"] else { return }
+        for message in messages where message["code"]?.number == 13030 {
+            throw StepError.needsHuman(
+                "FreeIPA added \(host.fqdn) but not its DNS records: \(redact(message["message"]?.string ?? "FailedToAddHostDNSRecords"))",
+                hint:
+                    "add the A/PTR records of {host} in FreeIPA DNS (or give \(settings.user) the DNS Administrators privilege), then run `onetouch resume {host}`"
+            )
+        }
     }
 
     /// A cheap round trip (login if needed, then `ping`); returns the server's summary line.
@@ -194,18 +253,21 @@ public actor FreeIPADirectory: Directory {
                 ("Content-Type", "application/json"), ("Accept", "application/json"), ("Referer", settings.referer),
                 ("Cookie", cookie),
             ], body: body)
-        return try await exchange(request, what: "FreeIPA \(method)")
+        let response = try await exchange(request, what: "FreeIPA \(method)")
+        // FreeIPA 4.9.14+/4.12 refuses a bad Referer on JSON calls with 400 "denied" before the
+        // session (rpcserver.py:916-917); 401 (no session) comes from Apache first.
+        if response.status == 400, Self.htmlDetail(response.body) == "denied" {
+            throw StepError.needsHuman(
+                "FreeIPA \(method) rejected the request's Referer \(settings.referer) (HTTP 400: denied)", hint: refererHint)
+        }
+        return response
     }
 
     func stepError(_ error: IPAError, method: String) -> StepError {
         let what = "FreeIPA \(method) failed: \(error)"
         switch error.code {
         case 911:
-            return .permanent(
-                "FreeIPA \(method) rejected the request's Referer \(settings.referer): \(error)",
-                hint:
-                    "the directory server must be the name FreeIPA calls itself (its FQDN, as in its certificate), and a proxy in between must pass the Referer header on"
-            )
+            return .needsHuman("FreeIPA \(method) rejected the request's Referer \(settings.referer): \(error)", hint: refererHint)
         case 4019:
             return .permanent(
                 what,
@@ -213,16 +275,23 @@ public actor FreeIPADirectory: Directory {
                     ? "FreeIPA checks that {host} resolves when no IP address is known: add a DNS A/AAAA record, or turn off ip_address_in_dns so hosts are added with force"
                     : "add a DNS A/AAAA record for {host}, or turn off ip_address_in_dns so hosts are added with force")
         case 1000..<3000:  // authentication and authorization (ACIError 2100)
+            let dns = settings.ipAddressInDNS ? " and the DNS Administrators privilege (ip_address_in_dns is on)" : ""
             return .needsHuman(
                 what,
                 hint:
-                    "give \(settings.user) the Host Administrators privilege (add, modify and delete hosts) on \(settings.server), then run `onetouch resume {host}`"
+                    "give \(settings.user) the Host Administrators privilege (add, modify and delete hosts)\(dns) on \(settings.server), then run `onetouch resume {host}`"
             )
-        case 903, 904, 907, 908, 4203, 4204:
+        // Internal, network, database and limit errors, and DNSResolverError from
+        // verify_host_resolvable (ipalib/errors.py; ipalib/util.py:110-116).
+        case 903, 904, 907, 908, 4203, 4204, 4211, 4213, 4214, 4215, 4216, 4401:
             return .transient(what)
         default:
             return .permanent(what)
         }
+    }
+
+    nonisolated var refererHint: String {
+        "set the directory server to the exact name FreeIPA calls itself (its FQDN in lower case, as in its certificate; the Referer \(settings.referer) must start with https://<that name>/ipa), make a proxy in between pass the Referer header on, then run `onetouch resume {host}`"
     }
 
     // MARK: Session
@@ -257,16 +326,17 @@ public actor FreeIPADirectory: Directory {
             }
             return cookie
         case 401:
+            // FreeIPA 4.9-4.12 reports a locked user as invalid-password (rpcserver.py:1151).
             let reason = redact(response.header("X-IPA-Rejection-Reason") ?? "not given")
             throw StepError.needsHuman(
                 "FreeIPA refused the login of '\(settings.user)' at \(settings.server) (HTTP 401, X-IPA-Rejection-Reason: \(reason))",
                 hint: Self.loginHint(reason: reason, user: settings.user))
         case 400:
+            // FreeIPA 4.9.14+/4.12 refuses a bad Referer with 400 "denied" (rpcserver.py:1043-1044).
             let detail = redact(Self.htmlDetail(response.body))
-            if detail.localizedCaseInsensitiveContains("referer") {
-                throw StepError.permanent(
-                    "FreeIPA rejected the login's Referer \(settings.referer) (HTTP 400: \(detail))",
-                    hint: "the directory server must be the name FreeIPA calls itself (its FQDN, as in its certificate)")
+            if detail == "denied" || detail.localizedCaseInsensitiveContains("referer") {
+                throw StepError.needsHuman(
+                    "FreeIPA rejected the login's Referer \(settings.referer) (HTTP 400: \(detail))", hint: refererHint)
             }
             throw StepError.permanent("FreeIPA rejected the login request (HTTP 400: \(detail))")
         default:
@@ -284,7 +354,7 @@ public actor FreeIPADirectory: Directory {
         case "krbprincipal-expired":
             "the principal of \(user) expired in FreeIPA: extend it, then run `onetouch resume {host}`"
         default:
-            "check the directory user and its password file, then run `onetouch resume {host}`"
+            "check the directory user and its password file, and whether \(user) is locked (`ipa user-status \(user)`; FreeIPA 4.9-4.12 reports a locked account as a wrong password), then run `onetouch resume {host}`"
         }
     }
 
@@ -309,13 +379,27 @@ public actor FreeIPADirectory: Directory {
         return url
     }
 
-    /// One exchange; failures below HTTP are transient.
+    /// One exchange; failures below HTTP are transient, except certificate and name mismatches, which
+    /// no retry cures (a wrong `server`, or a `ca_bundle` that is not the IPA CA).
     private nonisolated func exchange(_ request: HTTPRequestData, what: String) async throws -> HTTPResponseData {
         do {
             return try await transport.send(request, timeout: settings.requestTimeout)
         } catch let error as HTTPTransportError {
+            if case .connectionFailed(let reason) = error, Self.isCertificateFailure(reason) {
+                throw StepError.needsHuman(
+                    "\(what): TLS to \(settings.baseURL) failed: \(reason)",
+                    hint:
+                        "the directory server must be the FreeIPA server's FQDN as in its certificate, and ca_bundle the IPA CA (/etc/ipa/ca.crt on the server); fix the configuration, then run `onetouch resume {host}`"
+                )
+            }
             throw StepError.transient("\(what): cannot reach \(settings.baseURL): \(error)")
         }
+    }
+
+    /// A TLS failure that is about the certificate (untrusted issuer, name mismatch, expired).
+    static func isCertificateFailure(_ reason: String) -> Bool {
+        let text = reason.lowercased()
+        return ["certificate", "validatehostname", "verify_failed", "hostname"].contains { text.contains($0) }
     }
 
     /// Throws for statuses other than 200 (401 is handled by the callers before).

@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
 """FreeIPA JSON-RPC test server (Python stdlib only).
 
-Models the parts of FreeIPA 4.14 (API 2.257) a VM provisioner uses, following the
-upstream sources (ipaserver/rpcserver.py, ipaserver/plugins/host.py, ipalib/errors.py,
-ipapython/ipautil.py) as summarised in docs protocols.md §4.
+Models the parts of FreeIPA 4.9-4.12 (API 2.240-2.254) a VM provisioner uses, following the
+upstream sources (ipaserver/rpcserver.py, ipaserver/plugins/host.py, ipaserver/plugins/dns.py,
+ipalib/errors.py, ipalib/messages.py, ipapython/ipautil.py) as compared in
+../shared/design/freeipa-real.md (file:line citations are at tag release-4-12-5 unless noted).
+
+Profiles (--profile), where releases differ:
+  4.9-pre-cve  4.9.0-4.9.13, 4.10.0-4.10.2, 4.11.0: no Referer check at login; a bad Referer on
+               /ipa/session/json is RefererError 911 in the envelope (id null), after the session.
+  4.12         (default) 4.9.14+, 4.10.3+, 4.11.1+, 4.12.x (CVE-2023-5455 fix 13778d88c): a bad
+               Referer is HTTP 400 text/html "<strong>denied</strong>" at login and on JSON calls.
+  master       as 4.12, but login parses the Referer URL (a port passes login, not JSON calls),
+               and a locked user is reported as user-locked (d75ac0729).
 
 Transport
   HTTPS on 127.0.0.1:PORT, self-signed certificate for --hostname (default
-  ipa.onetouch.test, SAN also IP:127.0.0.1); the certificate is its own CA, its path is
+  ipa.onetouch.test, SAN DNS only, like the IPA-issued HTTP certificate; --ip-san adds
+  IP:127.0.0.1); the certificate is its own CA, its path is
   printed as CA=... and is the client's CA bundle.  Clients connect to 127.0.0.1:PORT
   while verifying / sending Referer for the hostname.
 
@@ -48,6 +58,13 @@ Test hooks (no auth, loopback only)
   POST /_test/expire-sessions             invalidate all cookies
   POST /_test/acl {"deny": true[, "methods": [...]]}  host_add/host_del (default) -> 2100 ACIError
   POST /_test/dns {"fqdn": "..."}          make a name "resolvable" for host_add without force
+        {"a": IP[, "fqdn": name]}  an A record elsewhere in the zone holds IP (stale record)
+        {"ptr": IP}                a PTR record for IP exists in the reverse zone
+        {"zone": "x.y", "managed": false}   the zone is not an IPA DNS zone (4001 on host_add)
+        {"fail_records": true}     adding records fails after the host is added (13030 message)
+        {"readable": false}        the user lacks the DNS privileges (zones invisible)
+  POST /_test/user {"state": "ok"|"locked"|"password-expired"|"krbprincipal-expired"}
+  POST /_test/expire-sessions {"ccache": true}   cookies stay known but their ticket expired
   POST /_test/fail {"method","code","name","message"[, "times"]} or {"method","http_status"[, "times"]}
         inject failures into the next `times` (default 1) calls of a method
   POST /_test/reset                        forget hosts, calls, ACL, DNS, failures (not sessions)
@@ -56,6 +73,7 @@ Test hooks (no auth, loopback only)
 
 Usage
   server.py --port 0 --user admin --password-file F [--state-dir D] [--hostname H]
+            [--profile 4.9-pre-cve|4.12|master] [--no-dns] [--ip-san]
   prints "PORT=<n>", "CA=<path>", "URL=https://H:<n>" on stdout, then serves until SIGTERM.
 """
 
@@ -80,8 +98,16 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-IPA_VERSION = "4.14.0"
-API_VERSION = "2.257"
+# VERSION.m4 of each release line; set by --profile.
+PROFILES = {
+    "4.9-pre-cve": ("4.9.13", "2.251"),
+    "4.12": ("4.12.5", "2.254"),
+    "master": ("4.13.0", "2.257"),
+}
+IPA_VERSION, API_VERSION = PROFILES["4.12"]
+# ipaMaxHostnameLength (install/share/bootstrap-template.ldif:416) and MAXHOSTNAMELEN
+# (ipaplatform/base/constants.py:327): host_add refuses longer FQDNs (host.py:719-726).
+MAX_HOSTNAME_LENGTH = 64
 TMP_PWD_ENTROPY_BITS = 128
 
 
@@ -110,6 +136,7 @@ OptionError = _err("OptionError", 3005)
 RequirementError = _err("RequirementError", 3007)
 ConversionError = _err("ConversionError", 3008)
 ValidationError = _err("ValidationError", 3009)
+InternalError = _err("InternalError", 903)
 NotFound = _err("NotFound", 4001)
 DuplicateEntry = _err("DuplicateEntry", 4002)
 AlreadyInactive = _err("AlreadyInactive", 4010)
@@ -176,8 +203,16 @@ def validate_hostname(v):
                 "DNS label may not start or end with '-'", name="hostname")
 
 
+def referer_prefix_ok(referer, hostname):
+    """ipaserver/rpcserver.py:389-392 (wsgi_execute, every release and master) and :159-170
+    (check_referer on 4.9.14+/4.12.x): a case-sensitive string prefix 'https://%s/ipa' % host.
+    A port, an upper-case name or http:// fail; '/ipaX' passes."""
+    return bool(referer) and referer.startswith("https://%s/ipa" % hostname)
+
+
 def check_referer(referer, hostname):
-    """Mirror ipaserver check_referer: https, hostname == server FQDN, path /ipa or /ipa/..."""
+    """ipaserver/rpcserver.py@master:173-210 (check_referer after freeipa#8324): the URL is
+    parsed, https, hostname == server FQDN (any port), path /ipa or /ipa/..."""
     if not referer:
         return False
     try:
@@ -185,7 +220,7 @@ def check_referer(referer, hostname):
         host = u.hostname
     except ValueError:
         return False
-    if u.scheme != "https" or not host or host.lower() != hostname.lower():
+    if u.scheme != "https" or not host or host != hostname:
         return False
     return u.path == "/ipa" or u.path.startswith("/ipa/")
 
@@ -241,8 +276,13 @@ SIMPLE_ATTRS = ("description", "l", "nshostlocation", "nshardwareplatform", "nso
 
 # ----------------------------------------------------------------------------- state
 class IPAState:
-    def __init__(self, hostname, realm, user, password, session_lifetime, resolvable=()):
+    def __init__(self, hostname, realm, user, password, session_lifetime, resolvable=(), profile="4.12",
+                 ipa_dns=True):
         self.lock = threading.RLock()
+        self.profile = profile
+        # dns_container_exists() (ipaserver/plugins/host.py:727-739): without IPA DNS,
+        # ip_address and updatedns are silently ignored.
+        self.ipa_dns = ipa_dns
         self.hostname = hostname
         self.realm = realm
         self.domain = realm.lower()
@@ -261,6 +301,13 @@ class IPAState:
             self.acl_deny = set()
             self.resolvable = set(self.resolvable_initial)
             self.failures = {}  # method -> list of failure dicts
+            self.user_state = "ok"
+            # IPA DNS: zones it manages, A records (name -> set of IPs), PTR records (IP -> name)
+            self.zones = {self.domain}
+            self.a_records = {}
+            self.ptr_records = {}
+            self.dns_readable = True
+            self.fail_records = False
 
     # sessions ------------------------------------------------------------------------
     def new_session(self, user):
@@ -268,10 +315,14 @@ class IPAState:
         # real mod_auth_gssapi tokens are URL-quoted base64: clients must echo them verbatim
         token = "MagBearerToken=" + urllib.parse.quote(raw, safe="")
         with self.lock:
-            self.sessions[token] = {"user": user, "expires": time.time() + self.session_lifetime}
+            self.sessions[token] = {"user": user, "expires": time.time() + self.session_lifetime,
+                                    "ccache": True}
         return token
 
     def session_user(self, token):
+        """The user of a known session, "ccache-expired" for a cookie whose ticket expired, or None.
+        A session lives as long as the login's Kerberos ticket (ipalib/constants.py:212,
+        kinit_lifetime None; SessionMaxAge unset in install/conf/ipa.conf.template:70-72)."""
         with self.lock:
             s = self.sessions.get(token)
             if not s:
@@ -279,12 +330,16 @@ class IPAState:
             if s["expires"] < time.time():
                 del self.sessions[token]
                 return None
-            return s["user"]
+            return s["user"] if s["ccache"] else "ccache-expired"
 
-    def expire_sessions(self):
+    def expire_sessions(self, ccache=False):
         with self.lock:
             n = len(self.sessions)
-            self.sessions.clear()
+            if ccache:
+                for s in self.sessions.values():
+                    s["ccache"] = False
+            else:
+                self.sessions.clear()
             return n
 
     # hosts ---------------------------------------------------------------------------
@@ -344,6 +399,9 @@ class IPAState:
                 "sessions": len(self.sessions),
                 "acl_deny": sorted(self.acl_deny),
                 "resolvable": sorted(self.resolvable),
+                "a_records": {k: sorted(v) for k, v in self.a_records.items()},
+                "ptr_records": dict(self.ptr_records),
+                "profile": self.profile,
                 "calls": len(self.calls),
             }
 
@@ -464,6 +522,25 @@ class IPAState:
             raise MaxArgumentError("command 'ping' takes no arguments", count=0)
         return {"summary": f"IPA server version {IPA_VERSION}. API version {API_VERSION}"}
 
+    def _zone_of(self, fqdn):
+        return fqdn.split(".", 1)[1]
+
+    def _dns_validate(self, fqdn, ip):
+        """add_records_for_host_validation (ipaserver/plugins/dns.py:584-614): the zone must be an
+        IPA zone the user can read (dnszone_show), then any A/AAAA record in the zone holding the IP,
+        or a PTR for it, is a DuplicateEntry 4002, even though the host does not exist."""
+        zone = self._zone_of(fqdn)
+        if zone not in self.zones or not self.dns_readable:
+            # dnszone_show NotFound; the DNS entries are only visible to DNS Administrators
+            # (dns.py:2556-2600), so a Host-Administrators-only user gets the same answer.
+            raise NotFound(f"DNS zone {zone}. not found", reason=f"DNS zone {zone}. not found")
+        for name, ips in self.a_records.items():
+            if ip in ips and self._zone_of(name) == zone:
+                raise DuplicateEntry(f"IP address {ip} is already assigned in domain {zone}.")
+        if ip in self.ptr_records:
+            revzone = ".".join(reversed(ip.split(".")[:3])) + ".in-addr.arpa"
+            raise DuplicateEntry(f"Reverse record for IP address {ip} already exists in reverse zone {revzone}.")
+
     def cmd_host_add(self, args, options):
         fqdn = self._one_fqdn("host_add", args)
         validate_hostname(fqdn)
@@ -475,12 +552,21 @@ class IPAState:
                 ipaddress.ip_address(ip)
             except ValueError:
                 raise ValidationError("invalid 'ip_address': invalid IP address format", name="ip_address")
-        self._acl("host_add", "add", fqdn)
-        if fqdn in self.hosts:
-            raise DuplicateEntry(f'host with name "{fqdn}" already exists')
+        # Order of checks: LDAPCreate.execute runs pre_callback (length, DNS validation,
+        # resolvability) before the LDAP add, which raises the ACIError and the DuplicateEntry
+        # (ipaserver/plugins/baseldap.py:1287-1289, then 1296-1313).
+        if len(fqdn) > MAX_HOSTNAME_LENGTH:  # ipaserver/plugins/host.py:719-726
+            raise ValidationError(f"invalid 'hostname': can be at most {MAX_HOSTNAME_LENGTH} characters",
+                                  name="hostname")
+        if ip is not None and self.ipa_dns:  # host.py:776-794; ignored without IPA DNS
+            self._dns_validate(fqdn, ip)
+        # host.py:738-739: force, or an ip_address option, skips verify_host_resolvable
         if not force and ip is None and fqdn not in self.resolvable:
             raise DNSNotARecordError(f"Host '{fqdn}' does not have corresponding DNS A/AAAA record",
                                      hostname=fqdn)
+        self._acl("host_add", "add", fqdn)
+        if fqdn in self.hosts:
+            raise DuplicateEntry(f'host with name "{fqdn}" already exists')  # baseldap.py:661, 862-871
         otp, randompassword = self._otp_from_options(options, special=False)
         h = {
             "fqdn": fqdn,
@@ -499,8 +585,20 @@ class IPAState:
             if v is not None:
                 h[a] = v
         self.hosts[fqdn] = h
-        return {"result": self.entry(h, randompassword, created=True), "value": fqdn,
-                "summary": f'Added host "{fqdn}"'}
+        answer = {"result": self.entry(h, randompassword, created=True), "value": fqdn,
+                  "summary": f'Added host "{fqdn}"'}
+        if ip is not None and self.ipa_dns:
+            if self.fail_records:
+                # host.py:791-794: the host stays added; the failure is only a message
+                # (ipalib/messages.py FailedToAddHostDNSRecords).
+                answer["messages"] = [{
+                    "type": "warning", "name": "FailedToAddHostDNSRecords", "code": 13030,
+                    "message": "The host was added but the DNS update failed with: injected failure",
+                    "data": {"reason": "injected failure"}}]
+            else:
+                self.a_records.setdefault(fqdn, set()).add(ip)
+                self.ptr_records[ip] = fqdn
+        return answer
 
     def cmd_host_show(self, args, options):
         fqdn = self._one_fqdn("host_show", args)
@@ -541,7 +639,7 @@ class IPAState:
             raise RequirementError("'hostname' is required", name="hostname")
         fqdns = args[0] if len(args) == 1 and isinstance(args[0], list) else args
         fqdns = [normalize_hostname(f) for f in fqdns]
-        flag(options, "updatedns")
+        updatedns = flag(options, "updatedns")
         cont = flag(options, "continue")
         deleted, failed = [], []
         for fqdn in fqdns:
@@ -553,8 +651,23 @@ class IPAState:
             self._acl("host_del", "delete", fqdn)
             del self.hosts[fqdn]
             deleted.append(fqdn)
-        return {"result": {"failed": failed}, "value": deleted,
-                "summary": 'Deleted host "%s"' % ",".join(deleted)}
+        answer = {"result": {"failed": failed}, "value": deleted,
+                  "summary": 'Deleted host "%s"' % ",".join(deleted)}
+        # host.py:855-903: updatedns removes the A/AAAA/PTR records (ignored without IPA DNS);
+        # records it cannot find (absent, or invisible without DNS privileges) are only message 13020.
+        if updatedns and self.ipa_dns:
+            for fqdn in deleted:
+                ips = self.a_records.get(fqdn) if self.dns_readable else None
+                if not ips:
+                    answer.setdefault("messages", []).append({
+                        "type": "warning", "name": "FailedToRemoveHostDNSRecords", "code": 13020,
+                        "message": f"DNS record(s) of host {fqdn} could not be removed. (no records found)",
+                        "data": {"host": fqdn}})
+                    continue
+                for ip in self.a_records.pop(fqdn):
+                    if self.ptr_records.get(ip) == fqdn:
+                        del self.ptr_records[ip]
+        return answer
 
 
 # ----------------------------------------------------------------------------- HTTP
@@ -667,8 +780,14 @@ class Handler(BaseHTTPRequestHandler):
         if ctype != "application/x-www-form-urlencoded":
             return self._bad_request("Content-Type must be application/x-www-form-urlencoded")
         referer = self.headers.get("Referer")
-        if not check_referer(referer, self.ipa.hostname):
-            return self._bad_request(f"Missing or invalid HTTP Referer, {referer or 'missing'}")
+        profile = self.ipa.profile
+        # 4.9-pre-cve: no Referer check at login (rpcserver.py@release-4-9-0 has no check_referer).
+        # 4.12: string prefix, 400 "denied" (rpcserver.py:159-170, 1043-1044).
+        # master: parsed URL, 400 "denied" (rpcserver.py@master:173-210).
+        if profile == "4.12" and not referer_prefix_ok(referer, self.ipa.hostname):
+            return self._bad_request("denied")
+        if profile == "master" and not check_referer(referer, self.ipa.hostname):
+            return self._bad_request("denied")
         try:
             form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
@@ -684,19 +803,38 @@ class Handler(BaseHTTPRequestHandler):
         with self.ipa.lock:
             self.ipa.calls.append({"method": "login_password", "args": [user], "options": {},
                                    "user": user, "time": time.time(), "ok": ok})
-        if not ok:
-            return self._unauthorized(f"Authentication failed for {user}@{self.ipa.realm}",
-                                      reason="invalid-password")
+        if "@" in user and user.count("@") > 1:  # malformed principal (rpcserver.py:1025-1038)
+            return self._unauthorized(f"Authentication failed for {user}", reason="denied")
+        state = self.ipa.user_state if ok else "ok"
+        if not ok or state == "locked":
+            # rpcserver.py:1151: on 4.9-4.12 the locked-user message test has a typo ("Clients
+            # credentials"), so a locked user gets invalid-password; fixed on master (d75ac0729).
+            reason = "user-locked" if ok and profile == "master" else "invalid-password"
+            return self._unauthorized(f"Authentication failed for {user}@{self.ipa.realm}", reason=reason)
+        if state in ("password-expired", "krbprincipal-expired"):  # rpcserver.py:1025-1038
+            return self._unauthorized(f"Authentication failed for {user}@{self.ipa.realm}", reason=state)
         token = self.ipa.new_session(user)
+        # mod_session writes the cookie from the IPASESSION header (rpcserver.py:704-726) with
+        # "SessionCookieName ipa_session path=/ipa;httponly;secure;" (ipa.conf.template:67-69).
         self._send(200, b"", "text/plain; charset=utf-8",
-                   [("Set-Cookie", f"ipa_session={token}; Path=/ipa; Secure; HttpOnly")])
+                   [("Set-Cookie", f"ipa_session={token};path=/ipa;httponly;secure;")])
 
     # JSON-RPC ------------------------------------------------------------------------
     def _jsonrpc(self, method, body):
         token = parse_cookies(self.headers.get("Cookie")).get("ipa_session")
         user = self.ipa.session_user(token) if token else None
         if user is None:
+            # Apache mod_auth_gssapi (Require valid-user, ipa.conf.template:62-96) answers first.
             return self._unauthorized("Authentication required (no valid ipa_session cookie)", negotiate=True)
+        referer = self.headers.get("Referer")
+        if self.ipa.profile != "4.9-pre-cve" and not referer_prefix_ok(referer, self.ipa.hostname):
+            # jsonserver_session checks the Referer before the session (rpcserver.py:916-917).
+            return self._bad_request("denied")
+        if user == "ccache-expired":
+            # the cookie is known but its ticket expired: WSGI answers 401 with an empty body and a
+            # logout cookie (rpcserver.py:662-673, 676-702); clients must not adopt it.
+            return self._send(401, b"", "text/html; charset=utf-8",
+                              [("Set-Cookie", "ipa_session=MagBearerToken=;path=/ipa;httponly;secure;")])
         principal = f"{user}@{self.ipa.realm}"
 
         def envelope(result=None, error=None, _id=None):
@@ -706,9 +844,9 @@ class Handler(BaseHTTPRequestHandler):
             return {"result": result, "error": err, "id": _id, "principal": principal,
                     "version": IPA_VERSION}
 
-        referer = self.headers.get("Referer")
-        if not check_referer(referer, self.ipa.hostname):
-            # upstream checks the referer before parsing the body: id is null
+        if not referer_prefix_ok(referer, self.ipa.hostname):
+            # 4.9-pre-cve: wsgi_execute checks the referer before parsing the body, so id is null
+            # (rpcserver.py@release-4-9-0:373-376)
             return self._json(200, envelope(error=RefererError(
                 f"Missing or invalid HTTP Referer, {referer or 'missing'}", referer=referer or "missing")))
         _id = None
@@ -717,7 +855,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise JSONError("Invalid JSON-RPC request: HTTP request method must be POST")
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             if ctype != "application/json":
-                raise JSONError("Invalid JSON-RPC request: Content-Type must be application/json")
+                # wsgi_execute falls back to simple_unmarshal (rpcserver.py:404-411, 477-480): the
+                # command comes from PATH_INFO, which names none here.
+                raise CommandError("unknown command 'json'", name="json")
             try:
                 d = json.loads(body.decode("utf-8"))
             except (ValueError, UnicodeDecodeError) as e:
@@ -772,7 +912,14 @@ class Handler(BaseHTTPRequestHandler):
             status, res = ipa.enroll(data.get("fqdn"), data.get("password"))
             return self._json(status, res)
         if name == "expire-sessions":
-            return self._json(200, {"ok": True, "expired": ipa.expire_sessions()})
+            return self._json(200, {"ok": True, "expired": ipa.expire_sessions(bool(data.get("ccache")))})
+        if name == "user":
+            state = data.get("state", "ok")
+            if state not in ("ok", "locked", "password-expired", "krbprincipal-expired"):
+                return self._json(400, {"ok": False, "error": f"unknown user state {state}"})
+            with ipa.lock:
+                ipa.user_state = state
+            return self._json(200, {"ok": True})
         if name == "acl":
             methods = data.get("methods") or ["host_add", "host_del"]
             with ipa.lock:
@@ -782,6 +929,24 @@ class Handler(BaseHTTPRequestHandler):
                     ipa.acl_deny = set()
                 deny = sorted(ipa.acl_deny)
             return self._json(200, {"ok": True, "deny": deny})
+        if name == "dns" and ("a" in data or "ptr" in data or "zone" in data or "fail_records" in data
+                              or "readable" in data):
+            with ipa.lock:
+                if "a" in data:
+                    name_ = normalize_hostname(data.get("fqdn") or "stale." + ipa.domain)
+                    ipa.a_records.setdefault(name_, set()).add(data["a"])
+                if "ptr" in data:
+                    ipa.ptr_records[data["ptr"]] = normalize_hostname(data.get("fqdn") or "stale." + ipa.domain)
+                if "zone" in data:
+                    if data.get("managed", True):
+                        ipa.zones.add(normalize_hostname(data["zone"]))
+                    else:
+                        ipa.zones.discard(normalize_hostname(data["zone"]))
+                if "fail_records" in data:
+                    ipa.fail_records = bool(data["fail_records"])
+                if "readable" in data:
+                    ipa.dns_readable = bool(data["readable"])
+            return self._json(200, {"ok": True})
         if name == "dns":
             fqdn = normalize_hostname(data.get("fqdn") or "")
             if not fqdn:
@@ -841,22 +1006,24 @@ class IPAServer(ThreadingHTTPServer):
 
 
 # ----------------------------------------------------------------------------- setup
-def ensure_certificate(state_dir, hostname):
+def ensure_certificate(state_dir, hostname, ip_san=False):
+    """The IPA HTTP certificate names the server FQDN only (DNS SAN); --ip-san adds IP:127.0.0.1."""
     tls = os.path.join(state_dir, "tls")
     os.makedirs(tls, exist_ok=True)
     key, cert, marker = (os.path.join(tls, n) for n in ("key.pem", "cert.pem", "hostname"))
     current = open(marker).read().strip() if os.path.exists(marker) else None
-    if not (os.path.exists(key) and os.path.exists(cert)) or current != hostname:
+    san = f"DNS:{hostname},IP:127.0.0.1" if ip_san else f"DNS:{hostname}"
+    if not (os.path.exists(key) and os.path.exists(cert)) or current != san:
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
              "-keyout", key, "-out", cert, "-subj", f"/CN={hostname}",
-             "-addext", f"subjectAltName=DNS:{hostname},IP:127.0.0.1",
+             "-addext", f"subjectAltName={san}",
              "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
              "-addext", "extendedKeyUsage=serverAuth"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         os.chmod(key, 0o600)
         with open(marker, "w") as f:
-            f.write(hostname + "\n")
+            f.write(san + "\n")
     return key, cert
 
 
@@ -879,7 +1046,11 @@ def main(argv=None):
     p.add_argument("--state-dir", default=None, help="where to keep key/cert (default: a new temp dir)")
     p.add_argument("--user", default="admin")
     p.add_argument("--password-file", required=True)
-    p.add_argument("--session-lifetime", type=float, default=1200.0, help="seconds (IPA default 20 min)")
+    p.add_argument("--session-lifetime", type=float, default=86400.0,
+                   help="seconds (the login's ticket lifetime; default 24 h)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="4.12", help="FreeIPA release line")
+    p.add_argument("--no-dns", action="store_true", help="no IPA DNS: ip_address/updatedns ignored")
+    p.add_argument("--ip-san", action="store_true", help="certificate also valid for IP:127.0.0.1")
     p.add_argument("--resolvable", action="append", default=[], help="FQDN that 'has' a DNS A record")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
@@ -894,14 +1065,16 @@ def main(argv=None):
         import tempfile
         a.state_dir = tempfile.mkdtemp(prefix="ipa-testbed-")
     os.makedirs(a.state_dir, exist_ok=True)
-    key, cert = ensure_certificate(a.state_dir, a.hostname)
+    global IPA_VERSION, API_VERSION
+    IPA_VERSION, API_VERSION = PROFILES[a.profile]
+    key, cert = ensure_certificate(a.state_dir, a.hostname, a.ip_san)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
 
     ipa = IPAState(a.hostname, a.realm, a.user, read_password_file(a.password_file), a.session_lifetime,
-                   a.resolvable)
+                   a.resolvable, profile=a.profile, ipa_dns=not a.no_dns)
     server = IPAServer((a.bind, a.port), ipa, ctx, verbose=a.verbose)
     port = server.server_address[1]
 

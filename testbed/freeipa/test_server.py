@@ -55,7 +55,8 @@ class Client:
         host, port = env["IPA_CONNECT"].rsplit(":", 1)
         self.connect_host, self.port = host, int(port)
         self.ctx = ssl.create_default_context(cafile=env["IPA_CA_BUNDLE"])
-        self.referer = f"https://{self.hostname}:{self.port}/ipa"
+        # what real FreeIPA accepts: no port (ipaserver/rpcserver.py:389-392 is a string prefix)
+        self.referer = f"https://{self.hostname}/ipa"
         self.cookie = None
         self.conn = None
 
@@ -113,10 +114,27 @@ class Client:
         return resp.status, json.loads(data)
 
 
-@pytest.fixture(scope="module")
-def testbed(tmp_path_factory):
+PROFILES = ("4.9-pre-cve", "4.12", "master")
+
+
+def start(base, profile="4.12", args=""):
+    import os
+    env = dict(os.environ, IPA_TESTBED_PROFILE=profile, IPA_TESTBED_ARGS=args)
+    r = subprocess.run([str(TESTBED), "start", str(base)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    return read_env(base / "env")
+
+
+def stop(base):
+    r = subprocess.run([str(TESTBED), "stop", str(base)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="module", params=PROFILES)
+def testbed(tmp_path_factory, request):
     base = tmp_path_factory.mktemp("ipa")
-    r = subprocess.run([str(TESTBED), "start", str(base)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([str(TESTBED), "start", str(base)], capture_output=True, text=True, timeout=60,
+                       env=dict(__import__("os").environ, IPA_TESTBED_PROFILE=request.param))
     assert r.returncode == 0, r.stderr
     env = read_env(base / "env")
     try:
@@ -158,28 +176,43 @@ def test_env_file(testbed):
     assert b"127.0.0.1" in cmd
 
 
-def test_certificate_hostname_and_ip(testbed):
+def test_certificate_names_the_server_only(testbed):
+    # the IPA-issued HTTP certificate has DNS SANs for the server FQDN, no IP SAN (freeipa-real.md row 9)
     ctx = ssl.create_default_context(cafile=testbed["IPA_CA_BUNDLE"])
     port = int(testbed["IPA_PORT"])
-    for name in ("ipa.onetouch.test", "127.0.0.1"):
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            with ctx.wrap_socket(s, server_hostname=name) as t:
-                assert t.version() in ("TLSv1.2", "TLSv1.3")
     with socket.create_connection(("127.0.0.1", port)) as s:
-        with pytest.raises(ssl.SSLCertVerificationError):
-            ctx.wrap_socket(s, server_hostname="other.onetouch.test")
+        with ctx.wrap_socket(s, server_hostname="ipa.onetouch.test") as t:
+            assert t.version() in ("TLSv1.2", "TLSv1.3")
+    for name in ("127.0.0.1", "other.onetouch.test"):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                ctx.wrap_socket(s, server_hostname=name)
 
 
 # ----------------------------------------------------------------------------- login
-def test_login_requires_referer(testbed):
+def test_login_referer_by_profile(testbed):
+    """4.9-pre-cve: no check; 4.12: string prefix; master: parsed URL. Refusal is 400 'denied'."""
     c = Client(testbed)
-    resp, _ = c.login(referer=False)
-    assert resp.status == 400
-    assert c.cookie is None
-    for bad in ("http://ipa.onetouch.test/ipa", "https://evil.onetouch.test/ipa",
-                "https://ipa.onetouch.test/other"):
-        resp, _ = c.login(referer=bad)
-        assert resp.status == 400, bad
+    profile = testbed["IPA_PROFILE"]
+    port = testbed["IPA_PORT"]
+    bad_everywhere = [None, "http://ipa.onetouch.test/ipa", "https://evil.onetouch.test/ipa",
+                      "https://ipa.onetouch.test/other"]
+    if profile != "master":  # the prefix is case-sensitive; master's urlparse lower-cases the name
+        bad_everywhere.append("https://IPA.onetouch.test/ipa")
+    for bad in bad_everywhere:
+        resp, data = c.login(referer=bad if bad else False)
+        if profile == "4.9-pre-cve":
+            assert resp.status == 200, bad
+        else:
+            assert resp.status == 400, bad
+            assert b"<strong>denied</strong>" in data
+            assert resp.getheader("Content-Type").startswith("text/html")
+    # a port: refused by the 4.12 prefix, accepted by master's parsed check
+    resp, _ = c.login(referer=f"https://ipa.onetouch.test:{port}/ipa")
+    assert resp.status == {"4.9-pre-cve": 200, "4.12": 400, "master": 200}[profile]
+    # the prefix accepts /ipaX on 4.12
+    resp, _ = c.login(referer="https://ipa.onetouch.test/ipaX")
+    assert resp.status == {"4.9-pre-cve": 200, "4.12": 200, "master": 400}[profile]
 
 
 def test_login_success_sets_session_cookie(testbed):
@@ -189,7 +222,7 @@ def test_login_success_sets_session_cookie(testbed):
     assert resp.reason == "Success"
     assert data == b""
     sc = resp.getheader("Set-Cookie")
-    assert re.fullmatch(r"ipa_session=MagBearerToken=[^;\s]+; Path=/ipa; Secure; HttpOnly", sc), sc
+    assert re.fullmatch(r"ipa_session=MagBearerToken=[^;\s]+;path=/ipa;httponly;secure;", sc), sc
     # also with the plain /ipa referer without port (what upstream clients send)
     resp, _ = c.login(referer="https://ipa.onetouch.test/ipa/ui/")
     assert resp.status == 200
@@ -222,16 +255,31 @@ def test_json_without_cookie_is_401(testbed):
     assert resp.status == 401
 
 
-def test_json_missing_or_bad_referer_is_911(ipa):
-    resp, doc = ipa.post_json({"method": "ping", "params": [[], {}], "id": 7}, referer=False)
+def test_json_bad_referer_by_profile(ipa):
+    """4.9-pre-cve: RefererError 911 in the envelope, id null; 4.12 and master: HTTP 400 'denied'.
+    The Referer with the server's port is refused in every profile (the prefix check)."""
+    profile = ipa.env["IPA_PROFILE"]
+    for bad in (False, "https://evil.example/ipa", f"https://ipa.onetouch.test:{ipa.port}/ipa",
+                "https://IPA.ONETOUCH.TEST/ipa"):
+        resp, doc = ipa.post_json({"method": "ping", "params": [[], {}], "id": 7}, referer=bad)
+        if profile == "4.9-pre-cve":
+            assert resp.status == 200
+            err = error_of(doc)
+            assert err["code"] == 911 and err["name"] == "RefererError"
+            assert doc["id"] is None
+        else:
+            assert resp.status == 400, bad
+            assert b"<strong>denied</strong>" in doc
+    # without a cookie Apache answers 401 first, in every profile
+    resp, _ = ipa.post_json({"method": "ping", "params": [[], {}], "id": 7}, referer=False, cookie="x=y")
+    assert resp.status == 401
+
+
+def test_json_content_type_not_json_is_command_error(ipa):
+    headers = {"Content-Type": "text/plain", "Referer": ipa.referer, "Cookie": ipa.cookie}
+    resp, data = ipa.raw("POST", "/ipa/session/json", json.dumps({"method": "ping", "params": [[], {}]}), headers)
     assert resp.status == 200
-    err = error_of(doc)
-    assert err["code"] == 911 and err["name"] == "RefererError"
-    assert err["message"] == "Missing or invalid HTTP Referer, missing"
-    assert doc["id"] is None
-    resp, doc = ipa.post_json({"method": "ping", "params": [[], {}], "id": 7},
-                              referer="https://evil.example/ipa")
-    assert error_of(doc)["code"] == 911
+    assert json.loads(data)["error"]["code"] == 905
 
 
 @pytest.mark.parametrize("payload", [
@@ -264,8 +312,10 @@ def test_ping_envelope(ipa):
     assert doc["error"] is None
     assert doc["id"] == 42
     assert doc["principal"] == "admin@ONETOUCH.TEST"
-    assert doc["version"] == "4.14.0"
-    assert doc["result"]["summary"] == "IPA server version 4.14.0. API version 2.257"
+    release, api = {"4.9-pre-cve": ("4.9.13", "2.251"), "4.12": ("4.12.5", "2.254"),
+                    "master": ("4.13.0", "2.257")}[ipa.env["IPA_PROFILE"]]
+    assert doc["version"] == release
+    assert doc["result"]["summary"] == f"IPA server version {release}. API version {api}"
     assert "messages" not in doc["result"]
     # no version sent -> VersionMissing warning message, still succeeds
     resp, doc = ipa.post_json({"method": "ping", "params": [[], {}], "id": 1})
@@ -345,6 +395,107 @@ def test_host_add_dns_check_4019(ipa):
     assert error_of(ipa.call("host_add"))["code"] == 3007
 
 
+def test_host_add_hostname_length_3009(ipa):
+    name = "a" * (64 - len(".onetouch.test")) + ".onetouch.test"
+    assert len(name) == 64
+    assert ipa.call("host_add", name, force=True)["error"] is None
+    err = error_of(ipa.call("host_add", "b" + name, force=True))
+    assert err["code"] == 3009 and err["message"] == "invalid 'hostname': can be at most 64 characters"
+
+
+def test_host_add_order_of_checks(ipa):
+    """length -> DNS validation -> resolvability -> ACL -> duplicate (baseldap.py:1287-1313)."""
+    assert ipa.call("host_add", "gone.onetouch.test", force=True)["error"] is None
+    # an existing host whose name does not resolve: 4019, not 4002
+    assert error_of(ipa.call("host_add", "gone.onetouch.test"))["code"] == 4019
+    ipa.hook("acl", {"deny": True})
+    assert error_of(ipa.call("host_add", "gone.onetouch.test"))["code"] == 4019
+    assert error_of(ipa.call("host_add", "gone.onetouch.test", force=True))["code"] == 2100
+    assert error_of(ipa.call("host_add", "x" * 70 + ".onetouch.test", force=True))["code"] == 3009
+
+
+def test_host_add_dns_clash_is_4002_for_a_new_host(ipa):
+    ipa.hook("dns", {"a": "10.0.1.23", "fqdn": "old.onetouch.test"})
+    err = error_of(ipa.call("host_add", "new.onetouch.test", random=True, ip_address="10.0.1.23"))
+    assert err["code"] == 4002
+    assert err["message"] == "IP address 10.0.1.23 is already assigned in domain onetouch.test."
+    ipa.hook("dns", {"ptr": "10.0.1.24"})
+    err = error_of(ipa.call("host_add", "new.onetouch.test", random=True, ip_address="10.0.1.24"))
+    assert err["code"] == 4002
+    assert err["message"] == ("Reverse record for IP address 10.0.1.24 already exists in reverse zone "
+                              "1.0.10.in-addr.arpa.")
+    assert "new.onetouch.test" not in ipa.hook("state", method="GET")[1]["hosts"]
+
+
+def test_host_add_dns_records_and_host_del_updatedns(ipa):
+    assert ipa.call("host_add", "rec.onetouch.test", random=True, ip_address="10.0.2.1")["error"] is None
+    state = ipa.hook("state", method="GET")[1]
+    assert state["a_records"] == {"rec.onetouch.test": ["10.0.2.1"]}
+    doc = ipa.call("host_del", "rec.onetouch.test", updatedns=True)
+    assert doc["error"] is None and "messages" not in doc["result"]
+    assert ipa.hook("state", method="GET")[1]["a_records"] == {}
+    # no records: only message 13020
+    assert ipa.call("host_add", "norec.onetouch.test", force=True)["error"] is None
+    doc = ipa.call("host_del", "norec.onetouch.test", updatedns=True)
+    assert [m["code"] for m in doc["result"]["messages"]] == [13020]
+
+
+def test_host_add_zone_not_managed_and_dns_privileges(ipa):
+    ipa.hook("dns", {"zone": "onetouch.test", "managed": False})
+    err = error_of(ipa.call("host_add", "z.onetouch.test", ip_address="10.0.3.1"))
+    assert err["code"] == 4001 and err["message"] == "DNS zone onetouch.test. not found"
+    ipa.hook("dns", {"zone": "onetouch.test", "managed": True})
+    ipa.hook("dns", {"readable": False})  # a Host-Administrators-only user
+    assert error_of(ipa.call("host_add", "z.onetouch.test", ip_address="10.0.3.1"))["code"] == 4001
+
+
+def test_host_add_record_failure_is_a_warning(ipa):
+    ipa.hook("dns", {"fail_records": True})
+    doc = ipa.call("host_add", "w.onetouch.test", random=True, ip_address="10.0.4.1")
+    assert doc["error"] is None
+    assert [(m["name"], m["code"]) for m in doc["result"]["messages"]] == [("FailedToAddHostDNSRecords", 13030)]
+
+
+def test_login_rejection_reasons(ipa):
+    profile = ipa.env["IPA_PROFILE"]
+    c = Client(ipa.env)
+    ipa.hook("user", {"state": "locked"})
+    resp, _ = c.login()
+    assert resp.status == 401
+    # rpcserver.py:1151 typo: locked users look like a wrong password on 4.9-4.12
+    assert resp.getheader("X-IPA-Rejection-Reason") == ("user-locked" if profile == "master" else "invalid-password")
+    for state in ("password-expired", "krbprincipal-expired"):
+        ipa.hook("user", {"state": state})
+        resp, _ = c.login()
+        assert resp.status == 401 and resp.getheader("X-IPA-Rejection-Reason") == state
+    ipa.hook("user", {"state": "ok"})
+    resp, _ = c.login(user="a@B@C")
+    assert resp.status == 401 and resp.getheader("X-IPA-Rejection-Reason") == "denied"
+
+
+def test_session_ccache_expired_gives_empty_401_and_logout_cookie(ipa):
+    assert ipa.call("ping")["error"] is None
+    ipa.hook("expire-sessions", {"ccache": True})
+    resp, data = ipa.post_json({"method": "ping", "params": [[], {"version": VERSION}], "id": 1})
+    assert resp.status == 401 and data == b""
+    assert resp.getheader("Set-Cookie").startswith("ipa_session=MagBearerToken=;")
+    assert resp.getheader("WWW-Authenticate") is None
+
+
+def test_no_ipa_dns_ignores_ip_address_and_updatedns(tmp_path):
+    env = start(tmp_path, args="--no-dns")
+    try:
+        c = Client(env)
+        assert c.login()[0].status == 200
+        c.hook("dns", {"a": "10.0.1.23"})
+        doc = c.call("host_add", "nodns.onetouch.test", random=True, ip_address="10.0.1.23")
+        assert doc["error"] is None and "messages" not in doc["result"]
+        doc = c.call("host_del", "nodns.onetouch.test", updatedns=True)
+        assert doc["error"] is None and "messages" not in doc["result"]
+    finally:
+        stop(tmp_path)
+
+
 def test_host_add_duplicate_4002(ipa):
     assert ipa.call("host_add", "dup.onetouch.test", force=True, random=True)["error"] is None
     err = error_of(ipa.call("host_add", "dup.onetouch.test", force=True, random=True, _id=9))
@@ -417,7 +568,7 @@ def test_host_mod_random_and_disable(ipa):
 def test_host_del_twice(ipa):
     fqdn = "vm9.onetouch.test"
     ipa.call("host_add", fqdn, force=True, random=True)
-    doc = ipa.call("host_del", fqdn, updatedns=True)
+    doc = ipa.call("host_del", fqdn)
     assert doc["error"] is None
     assert doc["result"] == {"result": {"failed": []}, "value": [fqdn], "summary": f'Deleted host "{fqdn}"'}
     err = error_of(ipa.call("host_del", fqdn, updatedns=True))

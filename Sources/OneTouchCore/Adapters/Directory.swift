@@ -42,9 +42,12 @@ public struct EnrollmentInfo: Sendable, Equatable, Codable {
     /// The KDC and the admin server as HOST:PORT, for the host's krb5.conf (MIT).
     public var kdc: String?
     public var adminServer: String?
+    /// The directory's CA certificate (PEM) for the host (FreeIPA's `--ca-cert-file`), so that the host
+    /// never fetches it over plain HTTP.
+    public var caCertificate: String?
     public init(
         backend: String, realm: String, server: String, principal: String, domain: String? = nil, kdc: String? = nil,
-        adminServer: String? = nil
+        adminServer: String? = nil, caCertificate: String? = nil
     ) {
         self.backend = backend
         self.realm = realm
@@ -53,6 +56,7 @@ public struct EnrollmentInfo: Sendable, Equatable, Codable {
         self.domain = domain
         self.kdc = kdc
         self.adminServer = adminServer
+        self.caCertificate = caCertificate
     }
 }
 

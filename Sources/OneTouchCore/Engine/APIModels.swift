@@ -85,6 +85,7 @@ public struct EnrollmentBody: Sendable, Codable, Equatable {
     public var domain: String?
     public var kdc: String?
     public var adminServer: String?
+    public var caCertificate: String?
     public var oneTimePassword: String
 
     public init(_ info: EnrollmentInfo, oneTimePassword: String) {
@@ -95,6 +96,7 @@ public struct EnrollmentBody: Sendable, Codable, Equatable {
         self.domain = info.domain
         self.kdc = info.kdc
         self.adminServer = info.adminServer
+        self.caCertificate = info.caCertificate
         self.oneTimePassword = oneTimePassword
     }
 }
