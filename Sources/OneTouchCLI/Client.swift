@@ -55,7 +55,11 @@ struct AdminClient {
         }
         let data = Data(buffer: try await response.body.collect(upTo: 16 * 1024 * 1024))
         guard (200..<300).contains(Int(response.status.code)) else {
-            let message = (try? JSONDecoder().decode(ErrorBody.self, from: data).error) ?? String(decoding: data, as: UTF8.self)
+            var message = (try? JSONDecoder().decode(ErrorBody.self, from: data).error) ?? String(decoding: data, as: UTF8.self)
+            if message.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                message =
+                    "the server answered HTTP \(response.status.code) without saying why; `onetouch serve`'s log says what went wrong (a full disk, for one)"
+            }
             let code: Int32 = [400, 404, 409].contains(Int(response.status.code)) ? 2 : 1
             if response.status.code == 401 {
                 throw Failure(

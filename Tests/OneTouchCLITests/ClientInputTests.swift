@@ -1,4 +1,6 @@
 import Foundation
+import Hummingbird
+import Logging
 import OneTouchCore
 import Testing
 
@@ -52,6 +54,29 @@ struct ClientInputTests {
         let inside = try await Child.run("onetouch", ["create", "web-01.onetouch.test", "--role", "web"] + server.client)
         #expect(inside.status == 0, "\(inside.stderr)")
         #expect(try server.app.service.host(named: "web-01.onetouch.test").decodedSpec.fqdn == "web-01.onetouch.test")
+    }
+
+    /// A server error without a body (what an unexpected error, such as a full disk, gives) is not an
+    /// empty "error:" line: the CLI says where to look.
+    @Test func aServerErrorWithoutABodySaysWhereToLook() async throws {
+        let router = Router()
+        router.get("/healthz") { _, _ in "ok" }
+        router.get("/v1/admin/hosts") { _, _ -> Response in Response(status: .internalServerError) }
+        let (ports, portFound) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                portFound.yield(channel.localAddress?.port ?? 0)
+                portFound.finish()
+            }, logger: Logger(label: "cli-test") { _ in SwiftLogNoOpLogHandler() })
+        let server = Task { try await app.runService(gracefulShutdownSignals: []) }
+        defer { server.cancel() }
+        var port = 0
+        for await found in ports { port = found }
+        let run = try await Child.run(
+            "onetouch", ["list", "--server", "http://127.0.0.1:\(port)"], environment: ["ONETOUCH_TOKEN": LiveServer.adminToken])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("the server answered HTTP 500 without saying why; `onetouch serve`'s log says what went wrong"))
     }
 
     /// The crash tests' switch lives in `onetouch-crashtest` only: the shipped executable does not even
