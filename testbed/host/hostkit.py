@@ -257,6 +257,64 @@ with open(f"{results}/calls.jsonl", "a") as f:
                         "time": time.time()}) + "\n")
 codes = behaviour.get("exit", [0])
 code = codes[min(n, len(codes)) - 1]
+
+
+def ipa_client_install_arguments(argv):
+    """The argument rules of the real ipa-client-install (FreeIPA 4.9-4.12): exit 2 for a usage
+    error (ipapython/install/cli.py:330-331), 1 for a refused value, 3 when already configured
+    (ipaclient/install/client.py:80-83, 2206-2211); None when the installer would go on."""
+    takes_value = {"--server", "--domain", "--realm", "--hostname", "--ca-cert-file", "-w", "--password",
+                   "-p", "--principal", "--ntp-server", "--ip-address"}
+    flags = {"-U", "--unattended", "--force-join", "--mkhomedir", "--no-ntp", "--fixed-primary", "--no-dns-sshfp"}
+    opts, i = {}, 0
+    while i < len(argv):
+        a = argv[i]
+        if a in flags:
+            opts[a] = True
+        elif a in takes_value and i + 1 < len(argv):
+            opts.setdefault(a, []).append(argv[i + 1])
+            i += 1
+        else:
+            return 2, f"ipa-client-install: error: no such option or missing value: {a}"
+        i += 1
+    if "--server" in opts and "--domain" not in opts:  # client.py:3999-4001
+        return 2, "ipa-client-install: error: --server cannot be used without providing --domain"
+    if "-W" in argv:
+        return 2, "ipa-client-install: error: -W is not allowed in unattended mode"
+    for f in opts.get("--ca-cert-file", []):
+        if not os.path.isfile(f):
+            return 2, f"ipa-client-install: error: option --ca-cert-file: '{f}' does not exist"
+    if os.path.exists("/etc/ipa/default.conf"):
+        return 3, "IPA client is already configured on this system."
+    if "-U" not in opts and "--unattended" not in opts:
+        return 1, "stub: would prompt (not unattended)"
+    if ("-w" in opts or "--password" in opts) and ("-p" in opts or "--principal" in opts):
+        return 1, "stub: -w with --principal is that principal's password, not the one-time password"
+    hostname = (opts.get("--hostname") or [""])[0]
+    if hostname != hostname.lower():  # client.py:2256-2260
+        return 1, f"Invalid hostname, '{hostname}' must be lower case."
+    if len(hostname) > 64:  # client.py:2267-2272, MAXHOSTNAMELEN
+        return 1, f"Invalid hostname, '{hostname}' must not be longer than 64 characters."
+    if not opts.get("--ca-cert-file"):
+        return 1, "stub: the CA would be fetched over plain HTTP (http://SERVER/ipa/config/ca.crt)"
+    return None
+
+
+if name == "ipa-client-install":
+    refused = ipa_client_install_arguments(sys.argv[1:])
+    if refused is not None:
+        code, text = refused
+        os.makedirs("/var/log", exist_ok=True)
+        with open("/var/log/ipaclient-install.log", "a") as log:
+            log.write(f"DEBUG stub log\nERROR {text}\n")
+        print(text, file=sys.stderr)
+        sys.exit(code)
+    if code == 0:
+        os.makedirs("/etc/ipa", exist_ok=True)
+        open("/etc/ipa/default.conf", "w").write("[global]\n")
+    else:
+        with open("/var/log/ipaclient-install.log", "a") as log:
+            log.write("ERROR Joining realm failed: Incorrect password.\n")
 outputs = behaviour.get("output", [name + " (stub) ran"])
 print(outputs[min(n, len(outputs)) - 1], flush=True)
 if n in behaviour.get("power_off_on", []):  # a power cut: every process of the sandbox, at once

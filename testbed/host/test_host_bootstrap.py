@@ -378,3 +378,74 @@ def test_enrollment_with_the_real_kadmin_and_kinit_against_a_throwaway_realm(hos
             assert_no_secret_leaked(sandbox)
     finally:
         subprocess.run([str(testbed), "stop", str(realm_dir)], capture_output=True)
+
+
+# ------------------------------------------------------------------------- FreeIPA enrollment (issue 14)
+IPA_ANSWER = {"backend": "freeipa", "realm": "IPA.EXAMPLE.COM", "server": "ipa.example.com", "domain": "ipa.example.com",
+              "principal": "host/web-01.prod.example.com", "oneTimePassword": OTP,
+              "caCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}
+
+
+def test_the_ipa_client_install_stub_applies_the_real_argument_rules(host):
+    """The stub refuses what the real installer refuses, so the tests above prove the command line."""
+    with FakeHostAPI(HOST_ID, TOKEN) as api:
+        sandbox = host(api)
+        sandbox.path("/tmp/ca.crt").write_text("CA\n")
+        base = ["-U", "--realm", "IPA.EXAMPLE.COM", "--ca-cert-file", "/tmp/ca.crt", "-w", "x"]
+        cases = [
+            (["--server", "ipa.example.com", "--hostname", "a.example.com"], 2, "--server cannot be used without providing --domain"),
+            (["--server", "ipa.example.com", "--domain", "example.com", "--hostname", "A.example.com"], 1, "must be lower case"),
+            (["--server", "ipa.example.com", "--domain", "example.com", "--hostname", "a" * 60 + ".example.com"], 1, "64"),
+            (["--server", "ipa.example.com", "--domain", "example.com", "--hostname", "a.example.com", "--ca-cert-file", "/nope"],
+             2, "does not exist"),
+        ]
+        for extra, code, text in cases:
+            result = sandbox.run([hostkit.STUB_DIR + "/ipa-client-install", *base, *extra])
+            assert result.returncode == code, (extra, result.stdout, result.stderr)
+            assert text in result.stdout + result.stderr
+        ok = ["--server", "ipa.example.com", "--domain", "example.com", "--hostname", "a.example.com"]
+        assert sandbox.run([hostkit.STUB_DIR + "/ipa-client-install", *base, *ok]).returncode == 0
+        assert sandbox.run([hostkit.STUB_DIR + "/ipa-client-install", *base, *ok]).returncode == 3  # configured already
+
+
+def test_freeipa_without_a_ca_fails_before_the_installer_fetches_it_over_http(host):
+    answer = {k: v for k, v in IPA_ANSWER.items() if k != "caCertificate"}
+    with FakeHostAPI(HOST_ID, TOKEN, enrollment=[(200, answer)], task=[(401, {"error": "revoked"})]) as api:
+        sandbox = host(api)
+        result = sandbox.boot()
+        assert result.returncode == 0, result.stdout
+        assert stages(api) == ["booted", "failed"]
+        failed = api.reports()[1]
+        assert failed["failedStage"] == "enrollment"
+        assert "set ca_bundle" in failed["logTail"]
+        assert sandbox.calls("ipa-client-install") == []
+        assert not sandbox.exists("/run/onetouch/otp")
+
+
+def test_a_failed_ipa_client_install_reports_its_log_tail(host):
+    behaviour = {"ipa-client-install": {"exit": [1]}}
+    with FakeHostAPI(HOST_ID, TOKEN, enrollment=[(200, IPA_ANSWER)], task=[(401, {"error": "revoked"})]) as api:
+        sandbox = host(api, behaviour=behaviour)
+        result = sandbox.boot()
+        assert result.returncode == 0, result.stdout
+        assert stages(api) == ["booted", "failed"]
+        failed = api.reports()[1]
+        assert failed["failedStage"] == "enrollment"
+        assert "ipa-client-install failed (exit 1)" in failed["logTail"]
+        assert "Joining realm failed: Incorrect password." in failed["logTail"]
+        assert OTP not in failed["logTail"]
+
+
+def test_ipa_client_install_configured_already_is_not_an_installer_failure(host):
+    """Exit 3 (configured already, from an earlier run) is not reported as an installer failure; the
+    keytab check that follows decides."""
+    with FakeHostAPI(HOST_ID, TOKEN, enrollment=[(200, IPA_ANSWER)], task=[(401, {"error": "revoked"})]) as api:
+        sandbox = host(api)
+        sandbox.path("/etc/ipa").mkdir(parents=True, exist_ok=True)
+        sandbox.path("/etc/ipa/default.conf").write_text("[global]\n")
+        result = sandbox.boot()
+        assert result.returncode == 0, result.stdout
+        assert len(sandbox.calls("ipa-client-install")) == 1
+        log = sandbox.file("/var/log/onetouch/enrollment.log")
+        assert "IPA client is already configured" in log and "ipa-client-install failed" not in log
+        assert "kinit" in log  # the keytab check decides

@@ -313,11 +313,19 @@ stage_enrollment() {
     say "kadmin ktadd as $principal via $admin"
     kadmin -r "$realm" -s "$admin" -p "$principal" ktadd -k "$KT" "$principal" < "$RUN/otp"
   else
+    # Never let the installer fetch the CA over plain HTTP: the answer must carry it (ca_bundle).
+    [ -s "$ETC/ipa-ca.crt" ] || { say "no IPA CA in the enrollment answer: set ca_bundle in the freeipa directory" && return 1; }
     have ipa-client-install || apt_install freeipa-client
-    local o=(-U --server "$server" --domain "$domain" --realm "$realm" --hostname "$ONETOUCH_HOST_NAME")
-    [ ! -s "$ETC/ipa-ca.crt" ] || o+=(--ca-cert-file "$ETC/ipa-ca.crt")
+    # --domain is required with --server; the one-time password is -w without --principal.
+    local o=(-U --server "$server" --domain "$domain" --realm "$realm" --hostname "$ONETOUCH_HOST_NAME"
+      --ca-cert-file "$ETC/ipa-ca.crt") r=0
     umask 022
-    ipa-client-install "${o[@]}" -w "$(< "$RUN/otp")"
+    ipa-client-install "${o[@]}" -w "$(< "$RUN/otp")" || r=$?
+    # 3: configured already (an earlier run enrolled it), which is what this step wants.
+    if [ "$r" != 0 ] && [ "$r" != 3 ]; then
+      say "ipa-client-install failed (exit $r):$(tail -n 8 /var/log/ipaclient-install.log 2>/dev/null | sed 's/^/ | /')"
+      return 1
+    fi
   fi
   rm -f "$RUN/otp"
   [[ $principal == *@* ]] || principal+="@$realm"
