@@ -77,7 +77,11 @@ struct HostProtocolV2Tests {
                 body: ByteBuffer(
                     string: #"{"stage":"failed","failedStage":"enrollment","exitStatus":1,"logTail":"kadmin: unable to get default realm"}"#
                 )
-            ) { #expect($0.status == .ok) }
+            ) { response in
+                #expect(response.status == .ok)
+                let answer = try JSONDecoder().decode(ReportAnswer.self, from: Data(buffer: response.body))
+                #expect(answer.attempt == (try await task(client, created.id, token)).attempt)
+            }
             try await bed.settle()
             let host = try bed.host("web-01")
             #expect(host.hostState.kind == .failed)

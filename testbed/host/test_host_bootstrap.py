@@ -185,6 +185,19 @@ def test_410_with_a_keytab_present_skips_enrollment(host):
         assert "enrolled already" in sandbox.file("/var/log/onetouch/enrollment.log")
 
 
+def test_a_retry_given_before_the_hosts_first_poll_still_runs_it_again(host):
+    """The failed report's answer names the attempt the failure ends; the retry that follows is new even
+    when the host's first /task poll comes after it."""
+    behaviour = {"ansible-pull": {"exit": [2, 0], "output": ["PULL-1 FAILED!", "PULL-2 ok=3"]}}
+    with FakeHostAPI(HOST_ID, TOKEN, reports=[(200, {"recorded": True, "attempt": "a1"})],
+                     task=[(200, {"step": "config-pull", "attempt": "a2"})]) as api:
+        sandbox = host(api, behaviour=behaviour)
+        result = sandbox.boot(timeout=180)
+        assert result.returncode == 0, result.stdout
+        assert stages(api) == ["booted", "volume-mounted", "failed", "booted", "volume-mounted", "configured"]
+        assert api.calls().count("GET task") == 1
+
+
 def test_410_without_a_keytab_fails_enrollment_with_what_to_do(host):
     with FakeHostAPI(HOST_ID, TOKEN, enrollment=[(410, {"error": "gone"})], task=[(401, {"error": "revoked"})]) as api:
         sandbox = host(api)

@@ -115,6 +115,17 @@ public struct HostTask: Sendable, Codable, Equatable {
     }
 }
 
+/// The host API's answer to a report.
+public struct ReportAnswer: Sendable, Codable, Equatable {
+    public var recorded: Bool
+    /// The attempt the report belongs to (as `GET /task` names it).
+    public var attempt: String
+    public init(recorded: Bool, attempt: String) {
+        self.recorded = recorded
+        self.attempt = attempt
+    }
+}
+
 /// A credential for a private configuration repository (`GET /v1/hosts/{id}/config-credential`).
 public struct RepositoryCredentialBody: Sendable, Codable, Equatable {
     public var kind: String

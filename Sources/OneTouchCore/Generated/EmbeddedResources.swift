@@ -441,7 +441,7 @@ wait_for_attempt() { # ATTEMPT: until /task names bootstrap or config-pull under
 }
 
 main() {
-  local s
+  local s base
   # shellcheck source=/dev/null
   . "$ETC/host.env"
   [ "${1:-}" != pull ] || { unset ONETOUCH_TOKEN; pull -n -E 75; return; }
@@ -461,8 +461,10 @@ main() {
     run_once
     [ "$OUTCOME" != ok ] || { set_state "done" && say "done" && exit 0; }
     [ "$OUTCOME" != failed ] || report failed -1 "failedStage=$FAILED" "exitStatus:=$STATUS" "logTail@=$RUN/tail" || true
-    set_state failed
-    wait_for_attempt ""
+    # The answer names the attempt this failure ends, so a retry given before the first poll still counts.
+    base="" && { [ "$OUTCOME" != failed ] || ! get "$RUN/out" "attempt=[A-Za-z0-9._:-]{1,200}" || base=${F[0]}; }
+    set_state "failed $base"
+    wait_for_attempt "$base"
   done
 }
 
