@@ -5,6 +5,7 @@ import OneTouchCore
 import OneTouchHTTP
 import OneTouchServer
 import OneTouchSlack
+import ServiceLifecycle
 
 /// Slack as the configuration asks for it: its settings (secrets loaded) and the transport it uses.
 public struct SlackIntegration: Sendable {
@@ -33,16 +34,23 @@ extension OneTouchApplication {
         adminTokenHashes: [Data], clock: any EngineClock, owner: String, logger: Logger
     ) throws -> SlackAnnouncer? {
         guard let slack else { return nil }
-        let announcer = try SlackAnnouncer(
-            settings: slack.settings, transport: slack.transport, databasePath: configuration.database, logger: logger, clock: clock,
-            owner: owner, holderIsGone: ProcessLease.holderIsGone)
         let chatOps = try slack.settings.chatOps.map { _ in
             try SlackChatOps(
                 settings: slack.settings, service: service, transport: slack.transport, databasePath: configuration.database,
                 logger: logger, clock: clock)
         }
+        var companions: [any Service] = []
+        if let chatOps, let appToken = slack.settings.chatOps?.appToken {
+            companions.append(
+                SlackSocketMode(
+                    chatOps: chatOps, appToken: appToken, transport: slack.transport, apiURL: slack.settings.apiURL, logger: logger))
+        }
+        let announcer = try SlackAnnouncer(
+            settings: slack.settings, transport: slack.transport, databasePath: configuration.database, logger: logger, clock: clock,
+            owner: owner, holderIsGone: ProcessLease.holderIsGone, companions: companions)
         OneTouchServer.addSlackRoutes(
-            to: router, announcer: announcer, chatOps: chatOps, service: service, adminTokenHashes: adminTokenHashes, logger: logger)
+            to: router, announcer: announcer, chatOps: slack.settings.chatOps?.signingSecret == nil ? nil : chatOps, service: service,
+            adminTokenHashes: adminTokenHashes, logger: logger)
         return announcer
     }
 }

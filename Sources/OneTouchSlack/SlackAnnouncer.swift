@@ -22,13 +22,15 @@ public final class SlackAnnouncer: Service, Sendable {
     let logger: Logger
     let owner: String
     let holderIsGone: @Sendable (String) -> Bool
+    /// Services that run and stop with the announcer (Socket Mode chatops).
+    let companions: [any Service]
     private let gate: Mutex<DeliveryGate>
     static let leaseTTL = Duration.seconds(30)
 
     public init(
         settings: SlackSettings, transport: any HTTPTransport, databasePath: String, logger: Logger,
         clock: any EngineClock = SystemClock(), random: any RandomSource = SystemRandom(), owner: String = UUID().uuidString,
-        holderIsGone: @escaping @Sendable (String) -> Bool = { _ in false }
+        holderIsGone: @escaping @Sendable (String) -> Bool = { _ in false }, companions: [any Service] = []
     ) throws {
         self.settings = settings
         self.client = SlackClient(
@@ -39,6 +41,7 @@ public final class SlackAnnouncer: Service, Sendable {
         self.logger = logger
         self.owner = owner
         self.holderIsGone = holderIsGone
+        self.companions = companions
         gate = Mutex(
             DeliveryGate(
                 postInterval: settings.postInterval, updateInterval: settings.updateInterval, maxBackoff: settings.maxBackoff))
@@ -66,7 +69,10 @@ public final class SlackAnnouncer: Service, Sendable {
     // MARK: Running
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown { try await self.loop() }
+        try await withThrowingDiscardingTaskGroup { group in
+            for companion in companions { group.addTask { try await companion.run() } }
+            try await cancelWhenGracefulShutdown { try await self.loop() }
+        }
         try? store.releaseLease(owner: owner)
     }
 

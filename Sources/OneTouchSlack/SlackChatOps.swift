@@ -59,8 +59,9 @@ public final class SlackChatOps: Sendable {
     /// Refuses a request that is unsigned, signed with another secret, older than 5 minutes, or
     /// already received (a replay).
     public func verify(timestamp: String?, signature: String?, body: Data) throws(SlackSignature.Refusal) {
+        guard let secret = settings.signingSecret else { throw .badSignature }
         try SlackSignature.verify(
-            secret: settings.signingSecret, timestamp: timestamp, signature: signature, body: body, now: clock.now,
+            secret: secret, timestamp: timestamp, signature: signature, body: body, now: clock.now,
             maxAge: settings.maxAge)
         let first: Bool
         do { first = try store.firstSighting(of: signature ?? "", now: clock.now, window: settings.maxAge) } catch {
@@ -68,6 +69,12 @@ public final class SlackChatOps: Sendable {
             throw .replayed
         }
         guard first else { throw .replayed }
+    }
+
+    /// True the first time a Socket Mode envelope is seen: Slack sends one again when its ack was
+    /// late, and it must not act twice.
+    func firstSighting(ofEnvelope id: String) -> Bool {
+        (try? store.firstSighting(of: "envelope:\(id)", now: clock.now, window: .seconds(3600))) ?? true
     }
 
     // MARK: Slash commands

@@ -111,9 +111,13 @@ public enum ChatVerb: String, CaseIterable, Sendable, Codable {
     case create, status, list, resume, retry, destroy
 }
 
-/// Who may do what from Slack, and the secret that proves a request came from Slack.
+/// Who may do what from Slack, and how requests reach onetouch: signed HTTP requests (the signing
+/// secret), or Socket Mode (an app-level token; onetouch connects out, nothing comes in).
 public struct ChatOpsSettings: Sendable {
-    public var signingSecret: Secret
+    /// Verifies `/v1/slack/commands` and `/v1/slack/interactions`; without it those routes do not exist.
+    public var signingSecret: Secret?
+    /// An app-level token (`xapp-…`, scope `connections:write`): Socket Mode.
+    public var appToken: Secret?
     /// Per verb: Slack user ids (U…, W…), user group ids (S…), or `*` for everyone in the workspace.
     /// A verb that is not listed is refused to everyone.
     public var allow: [ChatVerb: Set<String>]
@@ -124,20 +128,29 @@ public struct ChatOpsSettings: Sendable {
     /// Slack gives up on an answer after 3 s; a command still running then is answered "under way".
     public var answerWithin: Duration = .milliseconds(2500)
 
-    public init(signingSecret: Secret, allow: [ChatVerb: Set<String>]) {
+    public init(signingSecret: Secret?, allow: [ChatVerb: Set<String>], appToken: Secret? = nil) {
         self.signingSecret = signingSecret
         self.allow = allow
+        self.appToken = appToken
     }
 
     static func load(_ section: ConfigSection, environment: [String: String], hasBotToken: Bool) throws -> ChatOpsSettings {
-        try section.rejectUnknownKeys(["signing_secret", "allow"])
-        guard let source = try section.secretSource("signing_secret") else {
+        try section.rejectUnknownKeys(["signing_secret", "app_token", "allow"])
+        let signing = try section.secretSource("signing_secret")
+        let app = try section.secretSource("app_token")
+        guard signing != nil || app != nil else {
             throw section.error(
-                "signing_secret", "is required: `signing_secret: {file: …}` (the app's Signing Secret, Basic Information page)")
+                "signing_secret",
+                "is required: `signing_secret: {file: …}` (the app's Signing Secret, Basic Information page), or `app_token: {file: …}` for Socket Mode"
+            )
         }
-        let secret = try SlackSettings.load(source, section, "signing_secret", environment)
-        guard secret.reveal().count >= 16 else {
+        let secret = try signing.map { try SlackSettings.load($0, section, "signing_secret", environment) }
+        if let secret, secret.reveal().count < 16 {
             throw section.error("signing_secret", "the secret it points at is too short to be a Slack signing secret")
+        }
+        let appToken = try app.map { try SlackSettings.load($0, section, "app_token", environment) }
+        if let appToken, !appToken.reveal().hasPrefix("xapp-") {
+            throw section.error("app_token", "the secret it points at is not an app-level token (xapp-…, scope connections:write)")
         }
         var allow: [ChatVerb: Set<String>] = [:]
         if let rules = try section.section("allow") {
@@ -153,6 +166,6 @@ public struct ChatOpsSettings: Sendable {
                 allow[verb] = Set(ids)
             }
         }
-        return ChatOpsSettings(signingSecret: secret, allow: allow)
+        return ChatOpsSettings(signingSecret: secret, allow: allow, appToken: appToken)
     }
 }

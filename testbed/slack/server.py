@@ -33,6 +33,16 @@ Slash commands to onetouch, signed as Slack signs them (v0 HMAC-SHA256 over "v0:
   POST /_control/click {"url", "user_id", "action_id", "value"} a signed block_actions payload
         (the button of an earlier answer), with a response_url on this server
 
+Socket Mode (RFC 6455 WebSocket over plain ws:// on loopback):
+  apps.connections.open (Bearer app-level token xapp-…) -> {"ok", "url": "ws://127.0.0.1:PORT/link/?ticket=…"},
+        a single-use ticket; the connection gets {"type": "hello"} first
+  POST /_control/socket {"type": "slash_commands", "text", "user_id"} or {"type": "interactive",
+        "user_id", "action_id", "value"}: sends an envelope to the connected client and waits (5 s)
+        for its ack {"envelope_id"[, "payload"]}; answers {"ack", "elapsed_ms"}; "redeliver": true
+        sends the previous envelope again (same envelope_id, retry_attempt 1)
+  POST /_control/socket_disconnect {"reason": "refresh_requested"}  a disconnect message
+  GET  /_control/socket                connections so far and whether one is open
+
 Control (no auth; loopback only):
   POST /_control/faults {"method": "chat.postMessage"|"chat.update"|"webhook"|"*"|..., "times": N,
         and one of: "status": 429|5xx [+ "retry_after": s], "error": code [+ "http_status"],
@@ -48,7 +58,7 @@ Control (no auth; loopback only):
   GET  /_control/stats                 posts per channel, smallest gap, 429s sent
 
 Usage: server.py --port 0 --token-file F --signing-secret-file F --webhook-secret-file F
-         [--channel C0ONETOUCH1] [--state-dir D]
+         [--app-token-file F] [--channel C0ONETOUCH1]
 prints PORT=<n> and URL=http://127.0.0.1:<n> on stdout, then serves until SIGTERM.
 """
 
@@ -77,8 +87,9 @@ BOT_ID = "B0ONETOUCHBOT"
 class Slack:
     """The workspace: channels, messages, faults and what was asked. One lock guards it all."""
 
-    def __init__(self, token: str, signing_secret: str, webhook_path: str, channel: str):
+    def __init__(self, token: str, signing_secret: str, webhook_path: str, channel: str, app_token: str = ""):
         self.token = token
+        self.app_token = app_token
         self.signing_secret = signing_secret
         self.webhook_path = webhook_path
         self.webhook_channel = channel
@@ -100,6 +111,10 @@ class Slack:
             self.min_gap = 0.9
             self.counter = 0
             self.last_delivery = None
+            self.tickets = set()
+            self.socket = None  # the open Socket Mode connection: {"send": fn, "acks": {id: ack}, "cond": Condition}
+            self.socket_connections = 0
+            self.last_envelope = None
             for info in self.channels.values():
                 info.update(archived=False, member=True)
 
@@ -212,6 +227,8 @@ def make_handler(slack: Slack):
 
         def route(self, raw: bytes):
             path = urllib.parse.urlsplit(self.path).path
+            if path == "/link/" and (self.headers.get("Upgrade") or "").lower() == "websocket":
+                return self.socket_mode()
             if path.startswith("/_control/"):
                 return self.control(path[len("/_control/"):], raw)
             if path.startswith("/api/"):
@@ -283,6 +300,14 @@ def make_handler(slack: Slack):
             token = auth[7:] if auth.startswith("Bearer ") else args.get("token")
             if not token:
                 return self.finish_with(fault, 200, {"ok": False, "error": "not_authed"}, method)
+            if method == "apps.connections.open":
+                if not auth.startswith("Bearer ") or not slack.app_token or not hmac.compare_digest(token, slack.app_token):
+                    return self.finish_with(fault, 200, {"ok": False, "error": "invalid_auth"}, method)
+                ticket = base64.urlsafe_b64encode(hashlib.sha256(f"{time.time()}{slack.next_ts()}".encode()).digest()[:12]).decode()
+                with slack.lock:
+                    slack.tickets.add(ticket)
+                host, port = self.server.server_address[:2]
+                return self.finish_with(fault, 200, {"ok": True, "url": f"ws://{host}:{port}/link/?ticket={ticket}"}, method)
             if not hmac.compare_digest(token, slack.token):
                 return self.finish_with(fault, 200, {"ok": False, "error": "invalid_auth"}, method)
             handler = {
@@ -480,6 +505,126 @@ def make_handler(slack: Slack):
                 return self.send(429, answer, {"Retry-After": "1"})
             self.finish_with(fault, status, answer, "webhook")
 
+        # ---------------------------------------------------------------- Socket Mode
+        def socket_mode(self):
+            ticket = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query)).get("ticket", "")
+            with slack.lock:
+                valid = ticket in slack.tickets
+                slack.tickets.discard(ticket)
+            key = self.headers.get("Sec-WebSocket-Key")
+            if not valid or not key:
+                return self.send(401 if not valid else 400, {"ok": False, "error": "invalid_ticket"})
+            accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.send_response(101, "Switching Protocols")
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.end_headers()
+            self.wfile.flush()
+            write_lock = threading.Lock()
+            sock = self.connection
+
+            def send_frame(opcode: int, data: bytes):
+                header = bytes([0x80 | opcode])
+                n = len(data)
+                if n < 126:
+                    header += bytes([n])
+                elif n < 65536:
+                    header += bytes([126]) + n.to_bytes(2, "big")
+                else:
+                    header += bytes([127]) + n.to_bytes(8, "big")
+                with write_lock:
+                    sock.sendall(header + data)
+
+            connection = {"send": lambda text: send_frame(1, text.encode()), "acks": {}, "cond": threading.Condition(),
+                          "close": lambda: send_frame(8, (1000).to_bytes(2, "big"))}
+            with slack.lock:
+                slack.socket = connection
+                slack.socket_connections += 1
+
+            send_frame(1, json.dumps({"type": "hello", "num_connections": 1, "debug_info": {"host": "applink-test"},
+                                      "connection_info": {"app_id": "A0ONETOUCH"}}).encode())
+            try:
+                message = b""
+                while True:
+                    head = self.rfile.read(2)
+                    if len(head) < 2:
+                        break
+                    fin, opcode, masked, n = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x80, head[1] & 0x7F
+                    if n == 126:
+                        n = int.from_bytes(self.rfile.read(2), "big")
+                    elif n == 127:
+                        n = int.from_bytes(self.rfile.read(8), "big")
+                    mask = self.rfile.read(4) if masked else b"\0\0\0\0"
+                    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(n)))
+                    if not masked:
+                        break  # RFC 6455: a client's frames are masked
+                    if opcode == 8:
+                        send_frame(8, payload[:2])
+                        break
+                    if opcode == 9:
+                        send_frame(10, payload)
+                        continue
+                    if opcode in (0, 1):
+                        message += payload
+                        if fin:
+                            try:
+                                ack = json.loads(message)
+                            except ValueError:
+                                ack = {}
+                            message = b""
+                            with connection["cond"]:
+                                connection["acks"][ack.get("envelope_id")] = ack
+                                connection["cond"].notify_all()
+            except OSError:
+                pass
+            finally:
+                with slack.lock:
+                    if slack.socket is connection:
+                        slack.socket = None
+                self.close_connection = True
+
+        def socket_envelope(self, data: dict):
+            with slack.lock:
+                connection = slack.socket
+                last = slack.last_envelope
+            if connection is None:
+                return self.send(409, {"error": "no Socket Mode connection is open"})
+            if data.get("redeliver") and last:
+                envelope = dict(last, retry_attempt=1, retry_reason="timeout")
+            else:
+                host, port = self.server.server_address[:2]
+                envelope_id = base64.b32encode(hashlib.sha256(slack.next_ts().encode()).digest()[:10]).decode().lower()
+                if data.get("type") == "interactive":
+                    payload = {
+                        "type": "block_actions", "user": {"id": data.get("user_id", "U0NOBODY"), "team_id": TEAM},
+                        "team": {"id": TEAM}, "api_app_id": "A0ONETOUCH",
+                        "response_url": f"http://{host}:{port}/actions/{TEAM}/{int(time.time())}/{envelope_id}",
+                        "actions": [{"action_id": data.get("action_id", ""), "value": data.get("value", ""), "type": "button"}],
+                    }
+                    envelope = {"envelope_id": envelope_id, "type": "interactive", "accepts_response_payload": False,
+                                "payload": payload}
+                else:
+                    payload = {"token": "deprecated", "team_id": TEAM, "team_domain": "onetouch",
+                               "channel_id": data.get("channel_id", slack.webhook_channel), "channel_name": "ops",
+                               "user_id": data.get("user_id", "U0NOBODY"), "user_name": "someone",
+                               "command": "/onetouch", "text": data.get("text", ""), "api_app_id": "A0ONETOUCH",
+                               "response_url": f"http://{host}:{port}/commands/{TEAM}/{int(time.time())}/{envelope_id}",
+                               "trigger_id": f"{int(time.time())}.3.ghi"}
+                    envelope = {"envelope_id": envelope_id, "type": "slash_commands", "accepts_response_payload": True,
+                                "payload": payload}
+                with slack.lock:
+                    slack.last_envelope = envelope
+            started = time.monotonic()
+            with connection["cond"]:
+                connection["acks"].pop(envelope["envelope_id"], None)
+            connection["send"](json.dumps(envelope))
+            with connection["cond"]:
+                connection["cond"].wait_for(lambda: envelope["envelope_id"] in connection["acks"], timeout=5)
+                ack = connection["acks"].get(envelope["envelope_id"])
+            return self.send(200, {"ack": ack, "elapsed_ms": (time.monotonic() - started) * 1000,
+                                   "envelope_id": envelope["envelope_id"]})
+
         # ---------------------------------------------------------------- control
         def control(self, what: str, raw: bytes):
             try:
@@ -532,6 +677,19 @@ def make_handler(slack: Slack):
                 return self.slash(data)
             if what == "click":
                 return self.click(data)
+            if what == "socket" and self.command == "POST":
+                return self.socket_envelope(data)
+            if what == "socket":
+                with slack.lock:
+                    return self.send(200, {"connections": slack.socket_connections, "open": slack.socket is not None})
+            if what == "socket_disconnect":
+                with slack.lock:
+                    connection = slack.socket
+                if connection is None:
+                    return self.send(409, {"error": "no Socket Mode connection is open"})
+                connection["send"](json.dumps({"type": "disconnect", "reason": data.get("reason", "refresh_requested"),
+                                               "debug_info": {"host": "applink-test"}}))
+                return self.send(200, {"ok": True})
             if what == "replay":
                 with slack.lock:
                     last = slack.last_delivery
@@ -610,13 +768,15 @@ def main(argv=None):
     p.add_argument("--token-file", required=True)
     p.add_argument("--signing-secret-file", required=True)
     p.add_argument("--webhook-secret-file", required=True, help="the secret last part of the webhook URL")
+    p.add_argument("--app-token-file", help="the app-level token (xapp-…) for Socket Mode")
     p.add_argument("--channel", default="C0ONETOUCH1")
     p.add_argument("--strict-rate", action="store_true")
     args = p.parse_args(argv)
     if args.bind != "127.0.0.1":
         p.error("the test server binds 127.0.0.1 only")
     slack = Slack(read_secret(args.token_file), read_secret(args.signing_secret_file),
-                  f"/services/{TEAM}/B0WEBHOOK/{read_secret(args.webhook_secret_file)}", args.channel)
+                  f"/services/{TEAM}/B0WEBHOOK/{read_secret(args.webhook_secret_file)}", args.channel,
+                  read_secret(args.app_token_file) if args.app_token_file else "")
     slack.strict_rate = args.strict_rate
     server = ThreadingHTTPServer((args.bind, args.port), make_handler(slack))
     server.daemon_threads = True

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -29,7 +30,7 @@ STRANGER = "U0STRANGER"
 class SlackStack(Stack):
     """The e2e stack plus the Slack test server, with `notifier: {kind: slack}` in onetouch.yaml."""
 
-    def __init__(self, base: Path, mode="bot", post_interval="1s", **kwargs):
+    def __init__(self, base: Path, mode="bot", post_interval="1s", socket_mode=False, **kwargs):
         super().__init__(base, **kwargs)
         subprocess.run([HERE / "ctl", "start", base / "slack"], check=True, capture_output=True)
         self.slack = _env_file(base / "slack/env")
@@ -44,7 +45,7 @@ class SlackStack(Stack):
 {delivery}  api_url: {s['SLACK_API_URL']}
   post_interval: {post_interval}
   chatops:
-    signing_secret: {{file: {s['SLACK_SIGNING_SECRET_FILE']}}}
+    {"app_token" if socket_mode else "signing_secret"}: {{file: {s['SLACK_APP_TOKEN_FILE' if socket_mode else 'SLACK_SIGNING_SECRET_FILE']}}}
     allow:
       status: ["*"]
       list: ["*"]
@@ -276,6 +277,43 @@ def test_chatops_acts_only_on_signed_fresh_allowed_requests_and_destroy_needs_it
         assert any(t.endswith(f"destroy requested (Slack user {OPERATOR})") for t in texts)
         answers = [r["body"]["text"] for r in stack.control("responses")]
         assert any(a.startswith(f"Destroying web-01 (confirmed by <@{OPERATOR}>)") for a in answers)
+    finally:
+        stack.stop()
+
+
+def test_socket_mode_takes_commands_without_an_inbound_endpoint_and_reconnects(base):
+    stack = SlackStack(base, socket_mode=True)
+    try:
+        stack.start_serve()
+        deadline = time.time() + 30
+        while time.time() < deadline and not stack.control("socket")["open"]:
+            time.sleep(0.2)
+        assert stack.control("socket") == {"connections": 1, "open": True}
+        request = urllib.request.Request(stack.url + "/v1/slack/commands", data=b"text=list", method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            raise AssertionError("the HTTP command endpoint should not exist in Socket Mode")
+        except urllib.error.HTTPError as error:
+            assert error.code == 404
+
+        created = stack.control("socket", {"text": "create web-01 role=web", "user_id": ADMIN})
+        assert created["ack"]["payload"]["text"].startswith("web-01 is created"), created
+        assert created["elapsed_ms"] < 3000
+        again = stack.control("socket", {"redeliver": True})
+        assert again["ack"] == {"envelope_id": created["envelope_id"]}, "a redelivered envelope is acked, not acted on"
+        refused = stack.control("socket", {"text": "create web-02 role=web", "user_id": STRANGER})
+        assert "may not create hosts" in refused["ack"]["payload"]["text"]
+        assert [h["name"] for h in stack.hosts()] == ["web-01"]
+        assert stack.events("web-01")[0]["actor"] == f"slack:{ADMIN}"
+
+        stack.control("socket_disconnect", {})
+        deadline = time.time() + 30
+        while time.time() < deadline and stack.control("socket") != {"connections": 2, "open": True}:
+            time.sleep(0.2)
+        assert stack.control("socket") == {"connections": 2, "open": True}, "a new connection after disconnect"
+        listed = stack.control("socket", {"text": "list", "user_id": STRANGER})
+        assert "`web-01`" in listed["ack"]["payload"]["text"]
+        assert Path(stack.slack["SLACK_APP_TOKEN_FILE"]).read_text().strip() not in (base / "serve.log").read_text()
     finally:
         stack.stop()
 

@@ -267,3 +267,66 @@ def test_response_urls_and_user_groups(slack):
     slack.control("groups", {"S0OPS00001": ["U1", "U2"]})
     assert slack.call("usergroups.users.list", form=True, usergroup="S0OPS00001")[2] == {"ok": True, "users": ["U1", "U2"]}
     assert slack.call("usergroups.users.list", form=True, usergroup="S0NONE0001")[2]["error"] == "no_such_subteam"
+
+
+class WSClient:
+    """A minimal RFC 6455 client (masked frames), enough to play onetouch's side of Socket Mode."""
+
+    def __init__(self, url):
+        import base64
+        import os
+        parts = urllib.parse.urlsplit(url)
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.file = self.sock.makefile("rb")
+        self.status = self.file.readline().decode()
+        while self.file.readline() not in (b"\r\n", b""):
+            pass
+
+    def receive(self):
+        head = self.file.read(2)
+        n = head[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(self.file.read(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self.file.read(8), "big")
+        return head[0] & 0x0F, self.file.read(n)
+
+    def send(self, text):
+        import os
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        header = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+
+def test_socket_mode_hands_out_a_single_use_url_then_envelopes_that_wait_for_their_ack(slack):
+    app_token = Path(slack.env["SLACK_APP_TOKEN_FILE"]).read_text().strip()
+    assert slack.call("apps.connections.open")[2]["error"] == "invalid_auth", "the bot token is not an app token"
+    _, _, opened = slack.call("apps.connections.open", token=app_token)
+    assert opened["ok"] and opened["url"].startswith("ws://127.0.0.1:")
+    client = WSClient(opened["url"])
+    assert client.status.startswith("HTTP/1.1 101")
+    opcode, hello = client.receive()
+    assert opcode == 1 and json.loads(hello)["type"] == "hello"
+    assert WSClient(opened["url"]).status.startswith("HTTP/1.1 401"), "a ticket is good for one connection"
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(slack.control("socket", {"text": "list", "user_id": "U0ADMIN001"})))
+    thread.start()
+    _, raw = client.receive()
+    envelope = json.loads(raw)
+    assert envelope["type"] == "slash_commands" and envelope["accepts_response_payload"]
+    assert envelope["payload"]["text"] == "list" and envelope["payload"]["user_id"] == "U0ADMIN001"
+    client.send(json.dumps({"envelope_id": envelope["envelope_id"], "payload": {"text": "no hosts"}}))
+    thread.join(10)
+    assert result["ack"] == {"envelope_id": envelope["envelope_id"], "payload": {"text": "no hosts"}}
+    assert slack.control("socket") == {"connections": 1, "open": True}
+
+    thread = threading.Thread(target=lambda: result.update(slack.control("socket_disconnect", {})))
+    thread.start()
+    _, raw = client.receive()
+    assert json.loads(raw)["type"] == "disconnect"
+    thread.join(10)
