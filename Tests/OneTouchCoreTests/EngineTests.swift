@@ -262,6 +262,19 @@ struct EngineTests {
         #expect(try bed.store.hosts().count == 1)
     }
 
+    @Test func namesLongerThanFreeIPAAndLinuxAllowAreRefusedAtCreate() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        _ = try await bed.create("web-01")
+        do {
+            try await bed.create(String(repeating: "a", count: 63))  // a valid label, too long with the domain
+            Issue.record("an FQDN over 64 characters was accepted")
+        } catch let error as ServiceError {
+            #expect(error.description.contains("at most 64"), "\(error)")
+        }
+        #expect(try bed.store.hosts().count == 1)
+    }
+
     @Test func manyHostsRunConcurrentlyAndAllBecomeReady() async throws {
         let bed = try EngineTestBed(cloud: FakeCloud(pendingDescribes: 2))
         defer { bed.remove() }

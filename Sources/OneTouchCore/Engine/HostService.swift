@@ -72,6 +72,10 @@ public final class HostService: Sendable {
             name = try HostName.validate(request.name)
             fqdn = try HostName.fqdn(name, domain: domain)
         } catch { throw ServiceError(.invalid, error.description) }
+        // 64: FreeIPA's ipaMaxHostnameLength and ipa-client-install's limit, Linux's HOST_NAME_MAX.
+        guard fqdn.count <= 64 else {
+            throw ServiceError(.invalid, "the host name \(fqdn) has \(fqdn.count) characters; at most 64 are allowed (give a shorter name)")
+        }
         guard let role = roles[request.role] else {
             throw ServiceError(
                 .invalid, "unknown role '\(request.role)'; known roles: \(roles.keys.sorted().joined(separator: ", "))")
