@@ -52,8 +52,12 @@ public struct OneTouch: AsyncParsableCommand {
         } catch {
             let code = exitCode(for: error).rawValue
             let message = fullMessage(for: error)
+            if code == 0 {
+                // --help and --version: what was asked for, on stdout (`onetouch --help | less`).
+                if !message.isEmpty { Output.block(message) }
+                return 0
+            }
             if !message.isEmpty { Output.error(message) }
-            if code == 0 { return 0 }
             return code == ExitCode.validationFailure.rawValue ? 2 : (code == 1 ? 1 : 2)
         }
     }

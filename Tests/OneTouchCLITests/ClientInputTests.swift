@@ -56,6 +56,13 @@ struct ClientInputTests {
         #expect(try server.app.service.host(named: "web-01.onetouch.test").decodedSpec.fqdn == "web-01.onetouch.test")
     }
 
+    @Test func helpGoesToStandardOutput() async throws {
+        let run = try await Child.run("onetouch", ["--help"])
+        #expect(run.status == 0)
+        #expect(run.stdout.contains("130 Ctrl-C while following a host (the host carries on)"))
+        #expect(run.stderr.isEmpty)
+    }
+
     /// A server error without a body (what an unexpected error, such as a full disk, gives) is not an
     /// empty "error:" line: the CLI says where to look.
     @Test func aServerErrorWithoutABodySaysWhereToLook() async throws {
