@@ -8,23 +8,7 @@ import OneTouchTesting
 import Testing
 
 @Suite("HTTP API: admin auth, host tokens, limits, one-time enrollment")
-struct HostAPITests {
-    static let adminToken = "admin-token-0123456789abcdef"
-
-    func withServer(_ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void) async throws {
-        let bed = try EngineTestBed()
-        defer { bed.remove() }
-        let router = OneTouchServer.router(
-            service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),
-            adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
-        let app = Application(router: router)
-        try await app.test(.router) { client in try await body(bed, client) }
-    }
-
-    func json(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
-    func admin() -> HTTPFields { [.authorization: "Bearer \(Self.adminToken)", .contentType: "application/json"] }
-    func bearer(_ token: Secret) -> HTTPFields { [.authorization: "Bearer \(token.reveal())", .contentType: "application/json"] }
-
+struct HostAPITests: APITest {
     @Test func healthzAnswersWithoutAuth() async throws {
         try await withServer { _, client in
             try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }

@@ -8,20 +8,7 @@ import OneTouchTesting
 import Testing
 
 @Suite("Host API v2: the task a failed host polls, the volume after ready, the failed stage")
-struct HostProtocolV2Tests {
-    static let adminToken = "admin-token-0123456789abcdef"
-
-    func withServer(_ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void) async throws {
-        let bed = try EngineTestBed()
-        defer { bed.remove() }
-        let router = OneTouchServer.router(
-            service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),
-            adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
-        try await Application(router: router).test(.router) { client in try await body(bed, client) }
-    }
-
-    func bearer(_ token: Secret) -> HTTPFields { [.authorization: "Bearer \(token.reveal())", .contentType: "application/json"] }
-
+struct HostProtocolV2Tests: APITest {
     func task(_ client: any TestClientProtocol, _ id: String, _ token: Secret) async throws -> HostTask {
         try await client.execute(uri: "/v1/hosts/\(id)/task", method: .get, headers: bearer(token)) { response in
             #expect(response.status == .ok)

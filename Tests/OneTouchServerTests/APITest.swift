@@ -1,0 +1,28 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import OneTouchCore
+import OneTouchServer
+import OneTouchTesting
+
+/// The HTTP API over an engine test bed, as the API tests drive it: one admin token, helpers for
+/// headers and bodies.
+protocol APITest {}
+
+extension APITest {
+    static var adminToken: String { "admin-token-0123456789abcdef" }
+
+    func withServer(_ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void) async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let router = OneTouchServer.router(
+            service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),
+            adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
+        try await Application(router: router).test(.router) { client in try await body(bed, client) }
+    }
+
+    func json(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+    func admin() -> HTTPFields { [.authorization: "Bearer \(Self.adminToken)", .contentType: "application/json"] }
+    func bearer(_ token: Secret) -> HTTPFields { [.authorization: "Bearer \(token.reveal())", .contentType: "application/json"] }
+}
