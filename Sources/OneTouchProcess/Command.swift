@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Subprocess
 import SystemPackage
 
@@ -57,6 +58,31 @@ public struct Command: Sendable {
         return outcome.output + outcome.errorOutput
     }
 
+    /// The read end of a pipe that a thread fills with `bytes` and then closes. A write to a reader
+    /// that is gone fails (SIGPIPE is ignored) and ends the thread.
+    private static func pipe(feeding bytes: [UInt8]) throws -> FileDescriptor {
+        var ends: [Int32] = [0, 0]
+        guard Glibc.pipe(&ends) == 0 else {
+            throw Failed(reason: .cannotStart, program: "pipe", status: "failed: \(String(cString: strerror(errno)))", output: "")
+        }
+        let writeEnd = ends[1]
+        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+        Thread {
+            bytes.withUnsafeBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let written = write(writeEnd, buffer.baseAddress! + offset, buffer.count - offset)
+                    if written < 0 && errno == EINTR { continue }
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+            close(writeEnd)
+        }.start()
+        return FileDescriptor(rawValue: ends[0])
+    }
+
     /// Runs the program and returns how it ended, whatever its status.
     public func execute(_ arguments: [String], input: String? = nil, timeout: Duration = .seconds(120)) async throws -> Outcome {
         let options = {
@@ -71,11 +97,16 @@ public struct Command: Sendable {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw Failed(reason: .cannotStart, program: program, status: "is not installed at \(path)", output: "")
         }
+        // The input goes through a pipe of our own, written from a thread: swift-subprocess 1.0.2's input
+        // writer ends the whole process (a fatal error about an unclosed descriptor) when the program
+        // exits before reading its input.
+        let stdin = try Self.pipe(feeding: Array((input ?? "").utf8))
         let outcome = try await withThrowingTaskGroup(of: Outcome?.self) { group in
             group.addTask {
                 let record = try await Subprocess.run(
                     executable, arguments: Arguments(arguments), environment: environment, platformOptions: options,
-                    input: .string(input ?? ""), output: .string(limit: 256 * 1024), error: .string(limit: 256 * 1024))
+                    input: .fileDescriptor(stdin, closeAfterSpawningProcess: true), output: .string(limit: 256 * 1024),
+                    error: .string(limit: 256 * 1024))
                 var status: Int32?
                 if case .exited(let code) = record.terminationStatus { status = code }
                 return Outcome(status: status, output: record.standardOutput, errorOutput: record.standardError)
