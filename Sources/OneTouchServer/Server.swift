@@ -21,10 +21,9 @@ public enum OneTouchServer {
             let id = try context.parameters.require("id")
             let token = try bearer(request)
             let report: HostService.Report = try await decodeBody(request)
-            let recorded = try await call { try await service.report(hostID: id, token: token, report) }
-            // The attempt this report belongs to: a host that failed waits for /task to name another.
-            let attempt = try await call { try service.task(hostID: id, token: token).attempt }
-            return try json(.ok, ReportAnswer(recorded: recorded, attempt: attempt))
+            // The answer names the attempt this report belongs to: a host that failed waits for /task to
+            // name another.
+            return try json(.ok, try await call { try await service.report(hostID: id, token: token, report) })
         }
         router.get("/v1/hosts/:id/enrollment") { request, context in
             let id = try context.parameters.require("id")

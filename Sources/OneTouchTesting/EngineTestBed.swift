@@ -94,6 +94,20 @@ public final class EngineTestBed: @unchecked Sendable {
         try await service.create(.init(name: name, role: "web"), actor: "test")
     }
 
+    /// The host is not in the state a test expected.
+    public struct UnexpectedState: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The reason `name` failed with at `step`; throws (failing the test) when it is in any other state.
+    public func failedReason(_ name: String, at step: Step) throws -> String {
+        let state = try host(name).hostState
+        guard case .failed(step, let reason) = state else {
+            throw UnexpectedState(description: "expected \(name) failed(\(step.rawValue)), got \(state)")
+        }
+        return reason
+    }
+
     public func host(_ name: String) throws -> HostRecord {
         try service.host(named: name)
     }

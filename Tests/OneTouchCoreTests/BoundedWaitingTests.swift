@@ -158,11 +158,7 @@ struct PollBudgetTests {
         bed.cloud.setInstancesStayPending(true)
         try await bed.create("web-01")
         try await bed.settle()
-        let host = try bed.host("web-01")
-        guard case .failed(.provision, let reason) = host.hostState else {
-            Issue.record("expected failed(provision), got \(host.hostState)")
-            return
-        }
+        let reason = try bed.failedReason("web-01", at: .provision)
         #expect(reason.contains("is still pending without an address after 10m"), "\(reason)")
         #expect(reason.contains("onetouch retry web-01 --from provision"))
         #expect(bed.cloud.instancesCreated == 1)
@@ -174,11 +170,7 @@ struct PollBudgetTests {
         bed.cloud.setVolumesStayCreating(true)
         try await bed.create("web-01")
         try await bed.settle()
-        let host = try bed.host("web-01")
-        guard case .failed(.attachVolume, let reason) = host.hostState else {
-            Issue.record("expected failed(attach-volume), got \(host.hostState)")
-            return
-        }
+        let reason = try bed.failedReason("web-01", at: .attachVolume)
         #expect(reason.contains("is still creating after 10m"), "\(reason)")
         #expect(bed.cloud.volumesCreated == 1)
     }
@@ -192,11 +184,7 @@ struct PollBudgetTests {
         bed.cloud.setVolumesStayAttached(true)
         _ = try await bed.service.destroy("web-01", keepVolume: false, actor: "test")
         try await bed.settle()
-        let host = try bed.host("web-01")
-        guard case .failed(.deleteVolume, let reason) = host.hostState else {
-            Issue.record("expected failed(delete-volume), got \(host.hostState)")
-            return
-        }
+        let reason = try bed.failedReason("web-01", at: .deleteVolume)
         #expect(reason.contains("still attached"), "\(reason)")
         #expect(reason.contains("onetouch resume web-01"))
         #expect(bed.cloud.allVolumes.count == 1, "nothing was deleted while attached")

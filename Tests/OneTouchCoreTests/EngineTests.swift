@@ -46,11 +46,7 @@ struct EngineTests {
         bed.cloud.faults.inject(.transient, into: "createVolume", times: 50)
         try await bed.create("web-01")
         try await bed.settle()
-        let host = try bed.host("web-01")
-        guard case .failed(.attachVolume, let reason) = host.hostState else {
-            Issue.record("expected failed(attach-volume), got \(host.hostState)")
-            return
-        }
+        let reason = try bed.failedReason("web-01", at: .attachVolume)
         #expect(reason.contains("gave up after 5 attempts"))
         #expect(reason.contains("onetouch resume web-01"))
     }
@@ -87,11 +83,7 @@ struct EngineTests {
         bed.silentHosts = ["web-01"]
         let created = try await bed.create("web-01")
         try await bed.settle()
-        let host = try bed.host("web-01")
-        guard case .failed(.bootstrap, let reason) = host.hostState else {
-            Issue.record("expected failed(bootstrap), got \(host.hostState)")
-            return
-        }
+        let reason = try bed.failedReason("web-01", at: .bootstrap)
         #expect(reason.contains("did not report booted within 15m0s"))
         let attempt = try #require(try bed.store.attempts(hostID: created.id, step: .bootstrap).first)
         #expect(attempt.deadline == attempt.startedAt.addingTimeInterval(900))
@@ -185,11 +177,8 @@ struct EngineTests {
         #expect(bed.directoryService.enroll(fqdn: other.fqdn, password: password))
         try await bed.create("web-01")
         try await bed.settle()
+        let reason = try bed.failedReason("web-01", at: .preregister)
         let host = try bed.host("web-01")
-        guard case .failed(.preregister, let reason) = host.hostState else {
-            Issue.record("expected failed(preregister), got \(host.hostState)")
-            return
-        }
         #expect(reason.contains("already has web-01.onetouch.test enrolled by another machine"))
         #expect(bed.directoryService.passwordsIssued == 1, "their entry keeps its key")
         #expect(try bed.store.attempts(hostID: host.id, step: .preregister).count == 1, "zero retries")
@@ -201,11 +190,8 @@ struct EngineTests {
         bed.cloud.setEncryptionKeyUsable(false)
         try await bed.create("web-01")
         try await bed.settle()
+        let reason = try bed.failedReason("web-01", at: .attachVolume)
         var host = try bed.host("web-01")
-        guard case .failed(.attachVolume, let reason) = host.hostState else {
-            Issue.record("expected failed(attach-volume), got \(host.hostState)")
-            return
-        }
         #expect(reason.contains("fake-key") && reason.contains("gone"))
         #expect(reason.contains("onetouch retry web-01 --from attach-volume"))
         #expect(bed.cloud.calls("createVolume") == 1, "the volume is requested once, then looked for")
@@ -317,7 +303,7 @@ struct EngineTests {
         for i in 1...20 { try await bed.create("new-\(i)") }
         bed.clock.advance(by: .seconds(1))  // the report comes after the creates: earliest-first would pick them
         let first = try bed.host("first")
-        #expect(try await bed.service.report(hostID: first.id, token: bed.tokenFor(first).reveal(), .init(stage: .booted)))
+        #expect(try await bed.service.report(hostID: first.id, token: bed.tokenFor(first).reveal(), .init(stage: .booted)).recorded)
         #expect(await bed.engine.runOnce() == 1)
         #expect(try bed.host("first").hostState != .waiting(.bootstrap), "the booted host took the free slot")
         #expect(try (1...20).allSatisfy { try bed.host("new-\($0)").hostState == .pending }, "the 20 new hosts wait")

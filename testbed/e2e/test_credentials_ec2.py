@@ -12,10 +12,9 @@ import json
 import os
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from test_onetouch_ec2 import HOSTS, Stack, assert_exactly_one_each, base  # noqa: F401 (base is a fixture)
+from test_onetouch_ec2 import HOSTS, Stack, assert_exactly_one_each, base, wait_for_healthz  # noqa: F401 (base is a fixture)
 
 
 def wait_done(stack, timeout=300):
@@ -96,16 +95,7 @@ class BareStack(Stack):
         log = open(self.base / "serve.log", "ab")
         self.proc = subprocess.Popen([self.bin, "serve", "--config", str(self.base / "onetouch.yaml")], stdout=log,
                                      stderr=subprocess.STDOUT, env=clean)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return
-            except Exception:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("onetouch serve exited: " + (self.base / "serve.log").read_text()[-2000:])
-                time.sleep(0.1)
-        raise RuntimeError("onetouch serve did not answer /healthz")
+        wait_for_healthz(self.proc, self.url, self.base / "serve.log")
 
 
 def test_credentials_from_credential_process_and_from_web_identity(base):

@@ -50,6 +50,20 @@ def _env_file(path):
     return env
 
 
+def wait_for_healthz(proc, url, log, timeout=30):
+    """Until `onetouch serve` (proc) answers /healthz at url; its log's tail if it exits first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            return
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError("onetouch serve exited: " + Path(log).read_text()[-2000:])
+            time.sleep(0.1)
+    raise RuntimeError("onetouch serve did not answer /healthz")
+
+
 class Stack:
     """The test beds plus one `onetouch serve` process that can be killed and restarted."""
 
@@ -119,16 +133,7 @@ directory:
                                      stdout=log, stderr=subprocess.STDOUT, env=env)
         if kill_at:
             return
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return
-            except Exception:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("onetouch serve exited: " + (self.base / "serve.log").read_text()[-2000:])
-                time.sleep(0.1)
-        raise RuntimeError("onetouch serve did not answer /healthz")
+        wait_for_healthz(self.proc, self.url, self.base / "serve.log")
 
     def kill_serve(self):
         if self.proc and self.proc.poll() is None:

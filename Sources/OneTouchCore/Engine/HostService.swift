@@ -259,10 +259,14 @@ public final class HostService: Sendable {
 
     public static let maxLogTail = 64 * 1024
 
-    /// Records what a host said. Reports after `ready` are no-ops. Returns whether it was recorded.
-    public func report(hostID: String, token: String, _ report: Report) async throws -> Bool {
+    /// Records what a host said. Reports after `ready` are no-ops. Says whether it was recorded.
+    /// The answer names the attempt the report belongs to (as `task` does), read from the same row.
+    public func report(hostID: String, token: String, _ report: Report) async throws -> ReportAnswer {
         let host = try authenticate(hostID: hostID, token: token)
-        if host.hostState == .ready || host.hostState.kind == .destroying || host.hostState == .destroyed { return false }
+        let attempt = Self.attempt(of: host)
+        if host.hostState == .ready || host.hostState.kind == .destroying || host.hostState == .destroyed {
+            return ReportAnswer(recorded: false, attempt: attempt)
+        }
         if let tail = report.logTail, tail.utf8.count > Self.maxLogTail {
             throw ServiceError(.invalid, "logTail is \(tail.utf8.count) bytes; send at most the last \(Self.maxLogTail)")
         }
@@ -274,7 +278,7 @@ public final class HostService: Sendable {
             failedStage: report.stage == .failed ? report.failedStage : nil, now: clock.now)
         logger.info("Host reported", metadata: ["host.id": "\(hostID)", "stage": "\(report.stage.rawValue)"])
         await wake(hostID, host.hostState != .pending)
-        return true
+        return ReportAnswer(recorded: true, attempt: attempt)
     }
 
     public enum Enrollment: Sendable, Equatable {
@@ -304,7 +308,7 @@ public final class HostService: Sendable {
     /// exactly once per retry.
     public func task(hostID: String, token: String) throws -> HostTask {
         let host = try authenticate(hostID: hostID, token: token)
-        let attempt = "g\(host.generation)-\(host.reportFloor(for: .failed))"
+        let attempt = Self.attempt(of: host)
         switch host.hostState {
         case .running(let step) where step.isWaiting, .waiting(let step):
             return HostTask(step: step.rawValue, attempt: attempt)
@@ -314,6 +318,10 @@ public final class HostService: Sendable {
             return HostTask(step: "none", attempt: attempt)
         }
     }
+
+    /// A host's current attempt: its generation and its floor for `failed` reports, which every
+    /// retry and resume moves.
+    static func attempt(of host: HostRecord) -> String { "g\(host.generation)-\(host.reportFloor(for: .failed))" }
 
     /// The private repository's credential, for a host still being set up (its token works until then).
     public func repositoryCredential(hostID: String, token: String) throws -> RepositoryCredential? {
