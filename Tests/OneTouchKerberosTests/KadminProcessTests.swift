@@ -46,6 +46,8 @@ struct KadminProcessTests {
             return found
         }
         let gap = try #require(longestGap)
-        #expect(gap < .milliseconds(1000), "the ticker stalled for \(gap) while \(runs) kadmin runs were under way")
+        // Blocked threads stall the ticker for a whole kadmin run (2 s). On a loaded 2-core machine, with
+        // the rest of the suite running alongside, an unblocked ticker was seen late by up to 1.05 s.
+        #expect(gap < .milliseconds(1500), "the ticker stalled for \(gap) while \(runs) kadmin runs were under way")
     }
 }
