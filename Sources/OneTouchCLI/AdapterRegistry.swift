@@ -106,14 +106,18 @@ public enum AdapterRegistry {
         where !FileManager.default.isExecutableFile(atPath: program) {
             throw section.error(key, "\(program) is not installed; run scripts/install-vm-deps")
         }
-        do {
-            try FileManager.default.createDirectory(
-                atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw section.error("state_directory", "cannot create \(settings.stateDirectory): \(error.localizedDescription)")
+        // Checked, not made: nothing is written before serve has checked its tokens. The provider makes
+        // the folder (0700) and reads the master key, which serve has made by then, on first use.
+        var existing = URL(fileURLWithPath: settings.stateDirectory)
+        while !FileManager.default.fileExists(atPath: existing.path) { existing.deleteLastPathComponent() }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: existing.path, isDirectory: &isFolder), isFolder.boolValue,
+            FileManager.default.isWritableFile(atPath: existing.path)
+        else {
+            throw section.error("state_directory", "cannot create \(settings.stateDirectory): \(existing.path) is not a writable folder")
         }
-        let sealer = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: masterKeyFile))
-        return QEMUCloudProvider(settings: settings, sealer: sealer, logger: logger)
+        return QEMUCloudProvider(
+            settings: settings, sealer: { SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: masterKeyFile)) }, logger: logger)
     }
 
     /// "HOST:PORT" split, or nil.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import OneTouchCore
 import OneTouchProcess
+import Synchronization
 
 /// Local VMs: each host is a QEMU process (daemonized, so it outlives `onetouch serve`) with a
 /// copy-on-write overlay on the base image, a NoCloud seed carrying its user-data, user-mode
@@ -15,15 +16,23 @@ import OneTouchProcess
 /// VMs and volumes leave a tombstone, so a spent key is never used again (as EC2's ClientToken).
 public final class QEMUCloudProvider: CloudProvider {
     let settings: QEMUSettings
-    private let sealer: SecretBox
+    /// Seals volume passphrases with the master key; read on first use, so building the provider
+    /// writes nothing (`serve` checks its configuration and tokens before the key is made).
+    private let sealerSource: @Sendable () throws -> SecretBox
+    private let sealerCache = Mutex<SecretBox?>(nil)
     private let logger: Logger
     private let qemuImg: Command
     private let isoTool: Command
     private let qemuSystem: Command
 
-    public init(settings: QEMUSettings, sealer: SecretBox, logger: Logger) {
+    public convenience init(settings: QEMUSettings, sealer: SecretBox, logger: Logger) {
+        self.init(settings: settings, sealer: { sealer }, logger: logger)
+    }
+
+    /// `sealer` is asked once, on the first volume operation.
+    public init(settings: QEMUSettings, sealer: @escaping @Sendable () throws -> SecretBox, logger: Logger) {
         self.settings = settings
-        self.sealer = sealer
+        self.sealerSource = sealer
         self.logger = logger
         self.qemuImg = Command(path: settings.qemuImg)
         self.isoTool = Command(path: settings.isoTool)
@@ -88,7 +97,17 @@ public final class QEMUCloudProvider: CloudProvider {
         }
     }
 
+    private func sealer() throws -> SecretBox {
+        if let sealer = sealerCache.withLock({ $0 }) { return sealer }
+        let sealer = try sealerSource()
+        sealerCache.withLock { $0 = sealer }
+        return sealer
+    }
+
+    /// The VM's or volume's folder, and the state folder itself, both 0700.
     private func makeFolder(_ id: String) throws {
+        try FileManager.default.createDirectory(
+            atPath: settings.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try FileManager.default.createDirectory(at: folder(id), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 
@@ -279,7 +298,7 @@ public final class QEMUCloudProvider: CloudProvider {
                 let passphrase = Secret(Self.digest(UUID().uuidString + UUID().uuidString))
                 let fresh = VolumeRecord(
                     id: id, hostID: request.hostID, idempotencyKey: request.idempotencyKey, sizeGiB: request.sizeGiB,
-                    tags: request.tags, sealedPassphrase: try sealer.seal(passphrase, hostID: request.hostID, kind: Self.volumeKeyKind),
+                    tags: request.tags, sealedPassphrase: try sealer().seal(passphrase, hostID: request.hostID, kind: Self.volumeKeyKind),
                     attachedTo: nil, createdAt: Date())
                 try write(try JSONEncoder().encode(fresh), id, "volume.json")
                 record = fresh
@@ -296,7 +315,7 @@ public final class QEMUCloudProvider: CloudProvider {
     /// random 256-bit value, so LUKS' key stretching adds nothing: 100 ms instead of the default 2 s
     /// (paid again at every attach).
     private func makeEncryptedImage(_ record: VolumeRecord) async throws {
-        let passphrase = try sealer.open(record.sealedPassphrase, hostID: record.hostID, kind: Self.volumeKeyKind)
+        let passphrase = try sealer().open(record.sealedPassphrase, hostID: record.hostID, kind: Self.volumeKeyKind)
         let temporary = file(record.id, "data.qcow2.tmp")
         try? FileManager.default.removeItem(atPath: temporary)
         try await qemuImg.run(
@@ -322,7 +341,7 @@ public final class QEMUCloudProvider: CloudProvider {
         return info["encrypted"] as? Bool == true && encrypt?["format"] as? String == "luks"
     }
 
-    private func describeVolume(_ id: String, checkEncryption: Bool = false) throws -> Volume? {
+    private func describeVolume(_ id: String) throws -> Volume? {
         guard let record = try read(VolumeRecord.self, id, "volume.json") else { return nil }
         let state: Volume.State
         var attachedTo: String?
@@ -379,7 +398,7 @@ public final class QEMUCloudProvider: CloudProvider {
         guard runningPID(instanceID) != nil else {
             throw StepError.transient("local VM \(instanceID) is not running yet")
         }
-        let passphrase = try sealer.open(record.sealedPassphrase, hostID: record.hostID, kind: Self.volumeKeyKind).reveal()
+        let passphrase = try sealer().open(record.sealedPassphrase, hostID: record.hostID, kind: Self.volumeKeyKind).reveal()
         let path = file(volumeID, "data.qcow2")
         do {
             try await QMPSession.with(socket: file(instanceID, "qmp.sock")) { session in
