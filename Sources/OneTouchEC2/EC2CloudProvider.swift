@@ -67,6 +67,13 @@ public struct EC2CloudProvider: CloudProvider {
         }.map(Self.instance).filter { $0.state != .terminated }
     }
 
+    public func instances(launchKeys: [String]) async throws -> [Instance] {
+        guard !launchKeys.isEmpty else { return [] }
+        return try await call("find instances by client token") {
+            try await client.describeAllInstances(filters: [EC2Filter("client-token", launchKeys)])
+        }.map(Self.instance).filter { $0.state != .terminated }
+    }
+
     public func createVolume(_ request: VolumeRequest) async throws -> Volume {
         guard let zone = request.zone ?? settings.availabilityZone else {
             throw StepError.permanent(

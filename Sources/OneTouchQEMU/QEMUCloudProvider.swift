@@ -253,6 +253,10 @@ public final class QEMUCloudProvider: CloudProvider {
             .filter { $0.tags[ManagedTags.hostID].map(wanted.contains) == true }
     }
 
+    public func instances(launchKeys: [String]) async throws -> [Instance] {
+        try launchKeys.map(Self.instanceID(forKey:)).filter { !isRemoved($0) }.compactMap { try describe($0) }
+    }
+
     public func managedInstances() async throws -> [Instance] {
         try ids(withPrefix: "i-").filter { !isRemoved($0) }.compactMap { try describe($0) }
     }

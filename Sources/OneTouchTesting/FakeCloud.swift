@@ -23,6 +23,10 @@ public final class FakeCloud: CloudProvider, Sendable {
         var instancesStayPending = false
         var volumesStayCreating = false
         var volumesStayAttached = false
+        /// Like EC2's eventual consistency: ids created while `hideNew` is on are absent from every
+        /// describe, and a terminate or delete of one is "not found" (which callers take as gone).
+        var hideNew = false
+        var hidden: Set<String> = []
     }
     private let state = Mutex(State())
     /// How many describes a new instance stays `pending` for.
@@ -52,6 +56,10 @@ public final class FakeCloud: CloudProvider, Sendable {
     public func setVolumesStayCreating(_ stuck: Bool) { state.withLock { $0.volumesStayCreating = stuck } }
     /// Data volumes stay attached to a terminated instance (a detach that never ends).
     public func setVolumesStayAttached(_ stuck: Bool) { state.withLock { $0.volumesStayAttached = stuck } }
+
+    /// New instances and volumes stay invisible until `revealAll()` (EC2 listing them late).
+    public func setNewResourcesHidden(_ hide: Bool) { state.withLock { $0.hideNew = hide } }
+    public func revealAll() { state.withLock { $0.hidden.removeAll() } }
 
     public var instancesCreated: Int { state.withLock { $0.instancesCreated } }
     public var volumesCreated: Int { state.withLock { $0.volumesCreated } }
@@ -93,6 +101,7 @@ public final class FakeCloud: CloudProvider, Sendable {
                 s.launchKeys[request.idempotencyKey] = id
                 s.userData[id] = request.userData
                 s.describesUntilRunning[id] = s.instancesStayPending ? Int.max : pendingDescribes
+                if s.hideNew { s.hidden.insert(id) }
                 return instance
             }
         }
@@ -103,7 +112,7 @@ public final class FakeCloud: CloudProvider, Sendable {
         return try faults.perform("describeInstances") {
             state.withLock { s in
                 ids.compactMap { id -> Instance? in
-                    guard var instance = s.instances[id] else { return nil }
+                    guard !s.hidden.contains(id), var instance = s.instances[id] else { return nil }
                     if instance.state == .pending {
                         let left = s.describesUntilRunning[id, default: 0]
                         if left <= 0 {
@@ -123,8 +132,18 @@ public final class FakeCloud: CloudProvider, Sendable {
         count("describeInstancesByTag")
         return try faults.perform("describeInstancesByTag") {
             state.withLock { s in
-                s.instances.values.filter { hostIDs.contains($0.tags[ManagedTags.hostID] ?? "") }
+                s.instances.values.filter { hostIDs.contains($0.tags[ManagedTags.hostID] ?? "") && !s.hidden.contains($0.id) }
                     .sorted { $0.id < $1.id }
+            }
+        }
+    }
+
+    public func instances(launchKeys: [String]) async throws -> [Instance] {
+        count("describeInstancesByLaunchKey")
+        return try faults.perform("describeInstancesByLaunchKey") {
+            state.withLock { s in
+                launchKeys.compactMap { s.launchKeys[$0] }.compactMap { s.instances[$0] }.filter { $0.state != .terminated }
+                    .filter { !s.hidden.contains($0.id) }.sorted { $0.id < $1.id }
             }
         }
     }
@@ -150,6 +169,7 @@ public final class FakeCloud: CloudProvider, Sendable {
                 }
                 s.volumes[id] = volume
                 s.volumeKeys[request.idempotencyKey] = id
+                if s.hideNew { s.hidden.insert(id) }
                 return volume
             }
         }
@@ -157,14 +177,17 @@ public final class FakeCloud: CloudProvider, Sendable {
 
     public func volumes(ids: [String]) async throws -> [Volume] {
         count("describeVolumes")
-        return try faults.perform("describeVolumes") { state.withLock { s in ids.compactMap { s.volumes[$0] } } }
+        return try faults.perform("describeVolumes") {
+            state.withLock { s in ids.filter { !s.hidden.contains($0) }.compactMap { s.volumes[$0] } }
+        }
     }
 
     public func volumes(hostIDs: [String]) async throws -> [Volume] {
         count("describeVolumesByTag")
         return try faults.perform("describeVolumesByTag") {
             state.withLock { s in
-                s.volumes.values.filter { hostIDs.contains($0.tags[ManagedTags.hostID] ?? "") }.sorted { $0.id < $1.id }
+                s.volumes.values.filter { hostIDs.contains($0.tags[ManagedTags.hostID] ?? "") && !s.hidden.contains($0.id) }
+                    .sorted { $0.id < $1.id }
             }
         }
     }
@@ -218,7 +241,7 @@ public final class FakeCloud: CloudProvider, Sendable {
         count("terminate")
         try faults.perform("terminate") {
             state.withLock { s in
-                guard var instance = s.instances[instanceID] else { return }
+                guard !s.hidden.contains(instanceID), var instance = s.instances[instanceID] else { return }
                 instance.state = .terminated
                 s.instances[instanceID] = instance
                 for (id, var volume) in s.volumes where volume.attachedTo == instanceID {
@@ -239,7 +262,7 @@ public final class FakeCloud: CloudProvider, Sendable {
         count("deleteVolume")
         try faults.perform("deleteVolume") {
             try state.withLock { s in
-                guard let volume = s.volumes[volumeID] else { return }
+                guard !s.hidden.contains(volumeID), let volume = s.volumes[volumeID] else { return }
                 guard volume.attachedTo == nil else { throw StepError.transient("VolumeInUse: \(volumeID)") }
                 s.volumes[volumeID] = nil
             }

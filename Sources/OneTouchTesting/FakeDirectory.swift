@@ -39,6 +39,11 @@ public final class FakeDirectory: Directory, Sendable {
         }
     }
 
+    /// An entry some other machine made and enrolled with, outside onetouch.
+    public func plantEnrolledEntry(fqdn: String) {
+        state.withLock { $0.entries[fqdn] = Entry(password: nil, keyVersion: 2) }
+    }
+
     public func lookup(_ host: DirectoryHost) async throws -> DirectoryEntry? {
         count("lookup")
         return try faults.perform("lookup") {

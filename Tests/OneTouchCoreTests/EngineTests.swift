@@ -224,6 +224,48 @@ struct EngineTests {
         try await bed.create("web-01")
     }
 
+    @Test func destroyWhileTheLaunchIsInFlightTerminatesTheInstanceTheCloudDoesNotListYet() async throws {
+        // EC2 lists a new instance late; the launch answers after the destroy was asked for.
+        let bed = try EngineTestBed(cloud: FakeCloud(launchDelay: .milliseconds(400)))
+        defer { bed.remove() }
+        bed.cloud.setNewResourcesHidden(true)
+        try await bed.create("web-01")
+        let round = Task { _ = await bed.engine.runOnce() }
+        let started = ContinuousClock.now
+        while bed.cloud.calls("launch") == 0 && ContinuousClock.now - started < .seconds(10) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(bed.cloud.calls("launch") == 1, "the launch is under way")
+        _ = try await bed.service.destroy("web-01", keepVolume: false, actor: "test")
+        await round.value
+        #expect(bed.cloud.instancesCreated == 1)
+        for _ in 0..<5 {
+            await bed.engine.runUntilIdle()
+            bed.clock.advance(by: .seconds(2))
+        }
+        // Teardown must not call the host destroyed while the instance it launched is not listed yet.
+        #expect(try bed.host("web-01").hostState.kind == .destroying)
+        bed.cloud.revealAll()
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState == .destroyed)
+        #expect(bed.cloud.allInstances.count == 1)
+        #expect(bed.cloud.allInstances.allSatisfy { $0.state == .terminated }, "\(bed.cloud.allInstances)")
+    }
+
+    @Test func destroyLeavesADirectoryEntryAnotherMachineEnrolledWithAlone() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let fqdn = try await bed.create("db01").decodedSpec.fqdn
+        bed.directoryService.plantEnrolledEntry(fqdn: fqdn)
+        try await bed.settle()
+        _ = try bed.failedReason("db01", at: .preregister)
+        _ = try await bed.service.destroy("db01", keepVolume: false, actor: "test")
+        try await bed.settle()
+        #expect(try bed.host("db01").hostState == .destroyed)
+        #expect(bed.directoryService.hasEntry(fqdn), "the other machine's entry is still there")
+        #expect(bed.directoryService.calls("remove") == 0)
+    }
+
     @Test func destroyKeepVolumeKeepsTheVolume() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

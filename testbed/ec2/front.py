@@ -652,6 +652,9 @@ class Front:
                 code, message = not_found_error(value)
                 return self.error(400, code, message, "notVisible")
 
+        if action == "DescribeInstances":
+            body, headers = self.client_token_filter(params, body, headers, region)
+
         refused = kms_key_refused(action, params, cfg)
         token = params.get("ClientToken")
         if action in IDEMPOTENT_ACTIONS and token:
@@ -711,6 +714,30 @@ class Front:
         reply.body = as_creating(reply.body)
         if not reply.lose:
             reply.outcome = "kmsRefused"
+
+    def client_token_filter(self, params, body, headers, region):
+        """EC2's `client-token` filter of DescribeInstances, which moto lacks: rewritten to an
+        `instance-id` filter with the ids the front launched under those tokens (none: an id that
+        matches nothing)."""
+        names = [k for k, v in params.items() if re.fullmatch(r"Filter\.\d+\.Name", k) and v == "client-token"]
+        if not names:
+            return body, headers
+        form = list(params.items())
+        for name in names:
+            prefix = name[: -len("Name")]
+            tokens = [v for k, v in params.items() if k.startswith(prefix + "Value.")]
+            ids = []
+            for t in tokens:
+                stored = self.tokens.get((region, "RunInstances", t))
+                if stored is not None:
+                    ids.extend(stored.instance_ids)
+            form = [(k, v) for k, v in form if not k.startswith(prefix + "Value.") and k != name]
+            form.append((name, "instance-id"))
+            form.extend((f"{prefix}Value.{i + 1}", v) for i, v in enumerate(ids or ["i-00000000000000000"]))
+        new_body = urlencode(form).encode()
+        new_headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+        new_headers["Content-Length"] = str(len(new_body))
+        return new_body, new_headers
 
     def replay(self, stored: StoredResponse, action, params, headers, path) -> Reply:
         # A token whose volume EBS rolled back is answered like a mismatch (see kms_key_refused).

@@ -399,6 +399,22 @@ def test_new_instance_is_invisible_for_the_lag_then_appears(front):
     assert front.stats()["byOutcome"]["notVisible"] >= 3
 
 
+def test_the_client_token_filter_finds_an_instance_by_its_launch_token_once_visible(front):
+    # EC2 documents `client-token` as a DescribeInstances filter; moto has none, the front adds it.
+    front.config(lag_seconds=2.0)
+    iid = front.ec2.run_instances(**run_kwargs(ClientToken="find-me-1"))["Instances"][0]["InstanceId"]
+    front.ec2.run_instances(**run_kwargs(ClientToken="someone-else"))
+
+    def by_token(*tokens):
+        found = front.ec2.describe_instances(Filters=[{"Name": "client-token", "Values": list(tokens)}])
+        return [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+
+    assert by_token("find-me-1") == []  # hidden by the lag, like every other describe
+    wait_until(lambda: by_token("find-me-1") == [iid], timeout=10, what="instance found by its client token")
+    assert by_token("never-used") == []
+    assert by_token("find-me-1", "never-used") == [iid]
+
+
 def test_other_instances_stay_listed_while_a_new_one_is_hidden(front):
     old = front.ec2.run_instances(**run_kwargs())["Instances"][0]["InstanceId"]
     front.config(lag_seconds=30.0)

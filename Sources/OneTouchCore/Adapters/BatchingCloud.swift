@@ -20,6 +20,7 @@ public struct BatchingCloud: CloudProvider {
 
     public func launch(_ request: LaunchRequest) async throws -> Instance { try await base.launch(request) }
     public func instances(hostIDs: [String]) async throws -> [Instance] { try await base.instances(hostIDs: hostIDs) }
+    public func instances(launchKeys: [String]) async throws -> [Instance] { try await base.instances(launchKeys: launchKeys) }
     public func createVolume(_ request: VolumeRequest) async throws -> Volume { try await base.createVolume(request) }
     public func volumes(hostIDs: [String]) async throws -> [Volume] { try await base.volumes(hostIDs: hostIDs) }
     public func managedInstances() async throws -> [Instance] { try await base.managedInstances() }

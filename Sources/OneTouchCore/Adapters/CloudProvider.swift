@@ -121,6 +121,9 @@ public protocol CloudProvider: Sendable {
     func instances(ids: [String]) async throws -> [Instance]
     /// Instances tagged with any of these host ids (any state but terminated).
     func instances(hostIDs: [String]) async throws -> [Instance]
+    /// Instances launched under any of these idempotency keys (EC2: the `client-token` filter), any
+    /// state but terminated. Finds a launch whose tags the cloud does not show yet.
+    func instances(launchKeys: [String]) async throws -> [Instance]
     /// Creates (or, for a key seen before, returns) an encrypted data volume.
     func createVolume(_ request: VolumeRequest) async throws -> Volume
     /// Volumes by id; unknown ids are simply absent.

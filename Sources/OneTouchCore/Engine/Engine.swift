@@ -333,7 +333,15 @@ public final class Engine: Service, Sendable {
             try await finish(host, step: step, attempt: &attempt, error: error, spec: spec)
             return nil
         }
-        let next = try await finish(host, step: step, attempt: &attempt, outcome: outcome, previousFacts: facts)
+        let next: Continuation?
+        do {
+            next = try await finish(host, step: step, attempt: &attempt, outcome: outcome, previousFacts: facts)
+        } catch let changed as HostChanged {
+            // Destroyed or retried while the step ran: the result no longer applies, but what the step
+            // made (a VM, a volume, a directory entry) is kept in the ledger for teardown to find.
+            if let learned = outcome.facts { try await store.recordResources(of: host, facts: learned, now: now) }
+            throw changed
+        }
         try crash(step, .resultCommitted)
         return next
     }

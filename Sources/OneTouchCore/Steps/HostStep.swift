@@ -65,6 +65,14 @@ public enum StepOutcome: Sendable, Equatable {
     /// This generation's launch key is spent (its instance was terminated): start the next
     /// generation (a new launch key, host token and facts) and run the step again.
     case nextGeneration(reason: String)
+
+    /// The facts the attempt learned, if it says any.
+    public var facts: HostFacts? {
+        switch self {
+        case .done(let facts), .wait(let facts), .poll(let facts, _): facts
+        case .nextGeneration: nil
+        }
+    }
 }
 
 /// A small, idempotent unit of work: safe to run again after a crash at any point.

@@ -40,6 +40,9 @@ public struct HostFacts: Sendable, Codable, Equatable {
     /// Set by `retry --from provision|preregister` on a host this record pre-registered before: its
     /// directory entry is ours to replace, even if enrolled.
     public var replaceDirectoryEntry: Bool?
+    /// Ids teardown has seen the cloud list: once seen, a resource the cloud stops listing is gone
+    /// (rather than not listed yet).
+    public var listedAtTeardown: [String]?
     public var readyAnnounced: Bool?
     public var destroyAnnounced: Bool?
     /// Per report stage: reports with an id at or below this are stale (set by resume and retry).

@@ -98,6 +98,11 @@ extension Store {
         }
     }
 
+    /// Whether any host was ever created here (their tokens and secrets depend on the master key).
+    public func holdsHosts() throws -> Bool {
+        try read { db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM hosts)") ?? false }
+    }
+
     public func host(id: String) throws -> HostRecord? {
         try read { db in
             try HostRecord.fetchOne(try db.cachedStatement(sql: "SELECT * FROM hosts WHERE id = ?"), arguments: [id])
@@ -225,6 +230,7 @@ extension Store {
                 row.keepVolume, row.nextAt.map(SQLDate.init), row.version, SQLDate(row.updatedAt), row.id, host.version,
             ])
         guard db.changesCount == 1 else { throw HostChanged(hostID: host.id) }
+        if let facts = change.facts { try record(facts, of: host, generation: row.generation, now: now, db: db) }
         if let state = change.state, state != from || change.eventReason != nil {
             try db.cachedStatement(
                 sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
