@@ -47,7 +47,8 @@ public struct OneTouchApplication {
             }
         }
         let store = try Store(path: configuration.database)
-        let secrets = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: configuration.masterKeyFile))
+        let secrets = SecretBox(
+            masterKey: try SecretBox.loadOrCreateMasterKey(at: configuration.masterKeyFile, mayCreate: try !store.holdsHosts()))
         let renderer = UserDataRenderer(
             publicURL: configuration.publicURL, configRepository: configuration.configRepository,
             configBranch: configuration.configBranch, pullPeriod: configuration.pullPeriod)
@@ -113,7 +114,10 @@ public struct OneTouchApplication {
 enum ProcessLease {
     static var owner: String { "\(ProcessInfo.processInfo.hostName) pid \(ProcessInfo.processInfo.processIdentifier)" }
 
+    /// Whether the holder of an unexpired lease row is gone. While this process holds the serve lock,
+    /// no other process can be driving the database, so any other holder is gone.
     @Sendable static func holderIsGone(_ holder: String) -> Bool {
+        if ServeLock.isHeldByThisProcess { return true }
         let parts = holder.components(separatedBy: " pid ")
         guard parts.count == 2, parts[0] == ProcessInfo.processInfo.hostName, let pid = Int32(parts[1]) else { return false }
         return kill(pid, 0) != 0 && errno == ESRCH

@@ -130,9 +130,15 @@ struct Serve: AsyncParsableCommand {
         let logger = ServeLog.logger(level: Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info)
         try await ServePreflight.check(configuration)
         let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: logger)
+        // One driver: nothing writes the database or the master key before this lock is held.
+        let lock: ServeLock
+        do { lock = try ServeLock.acquire(database: configuration.database) } catch let error as ServeLock.Held {
+            throw AdminClient.Failure(exitCode: 1, description: error.description)
+        }
         let app = try OneTouchApplication(
             configuration: configuration, adapters: adapters, environment: environment, logger: logger, crashHook: crashHook)
         do {
+            defer { withExtendedLifetime(lock) {} }
             try await app.run(logger: logger)
         } catch let error as LeaseHeld {
             throw AdminClient.Failure(exitCode: 1, description: error.description)

@@ -61,3 +61,28 @@ struct SecurityTests {
         #expect(policy.delay(afterAttempt: 5, unit: 0) == .zero)
     }
 }
+
+@Suite("The master key file")
+struct MasterKeyFileTests {
+    @Test func processesStartingAtOnceAllEndUpWithTheOneKeyOnDisk() async throws {
+        let folder = NSTemporaryDirectory() + "onetouch-key-race-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = folder + "/master.key"
+        let keys = try await withThrowingTaskGroup(of: Data.self) { group in
+            for _ in 0..<16 {
+                group.addTask { try SecretBox.loadOrCreateMasterKey(at: path).withUnsafeBytes { Data($0) } }
+            }
+            return try await group.reduce(into: [Data]()) { $0.append($1) }
+        }
+        let onDisk = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(Set(keys) == [onDisk], "every caller uses the key that is on disk")
+        let left = try FileManager.default.contentsOfDirectory(atPath: folder)
+        #expect(left == ["master.key"], "no temporary file is left: \(left)")
+    }
+
+    @Test func noKeyIsMadeWhereTheDatabaseNeedsTheOldOne() throws {
+        let path = NSTemporaryDirectory() + "onetouch-key-\(UUID().uuidString)/master.key"
+        #expect(throws: MasterKeyError.self) { try SecretBox.loadOrCreateMasterKey(at: path, mayCreate: false) }
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+}

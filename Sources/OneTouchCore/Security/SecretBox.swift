@@ -1,6 +1,10 @@
 import Crypto
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Seals secrets at rest with AES-256-GCM under the master key, and derives per-host tokens.
 ///
 /// Sealed form: nonce (12 bytes) || ciphertext || tag (16 bytes). The associated data binds a sealed
@@ -53,18 +57,17 @@ public struct SecretBox: Sendable {
         return Secret(String((0..<32).map { _ in alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))] }))
     }
 
-    /// Reads the master key from `path`, creating it (32 random bytes, mode 0600) if it is absent.
-    public static func loadOrCreateMasterKey(at path: String) throws -> SymmetricKey {
+    /// Reads the master key from `path`, creating it (32 random bytes, mode 0600) if it is absent and
+    /// `mayCreate` (`serve` passes false once the database holds hosts: their secrets need the old key).
+    public static func loadOrCreateMasterKey(at path: String, mayCreate: Bool = true) throws -> SymmetricKey {
         let fm = FileManager.default
         if !fm.fileExists(atPath: path) {
-            let dir = (path as NSString).deletingLastPathComponent
-            if !dir.isEmpty { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-            let key = SymmetricKey(size: .bits256)
-            let data = key.withUnsafeBytes { Data($0) }
-            guard fm.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-                throw MasterKeyError("could not create the master key file \(path); check that its folder is writable")
+            guard mayCreate else {
+                throw MasterKeyError(
+                    "the master key file \(path) does not exist, but the database holds hosts whose secrets and tokens were made with a master key; restore the file from backup (a new key could open none of them)"
+                )
             }
-            return key
+            if let key = try createMasterKey(at: path) { return key }
         }
         let attributes = try fm.attributesOfItem(atPath: path)
         if let mode = attributes[.posixPermissions] as? NSNumber, mode.intValue & 0o077 != 0 {
@@ -76,6 +79,36 @@ public struct SecretBox: Sendable {
             throw MasterKeyError("the master key file \(path) must hold exactly 32 bytes; restore it from backup")
         }
         return SymmetricKey(data: data)
+    }
+}
+
+extension SecretBox {
+    /// Creates the key file exclusively: written 0600 under a name of this process's own, synced, then
+    /// linked to `path`, which fails if the file exists. So the file never exists with open
+    /// permissions or half written, and of two processes starting at once exactly one key wins; the
+    /// other reads it (nil here).
+    static func createMasterKey(at path: String) throws -> SymmetricKey? {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        let key = SymmetricKey(size: .bits256)
+        let temporary = "\(path).new-\(getpid())-\(UUID().uuidString.prefix(8))"
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw MasterKeyError(
+                "could not create the master key file \(path) (\(String(cString: strerror(errno)))); check that its folder is writable")
+        }
+        defer { unlink(temporary) }
+        let written = key.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        Glibc.close(fd)
+        guard written == 32, synced else {
+            throw MasterKeyError("could not write the master key file \(path); check the disk has space")
+        }
+        guard link(temporary, path) == 0 else {
+            if errno == EEXIST { return nil }  // another process made it first: use theirs
+            throw MasterKeyError("could not create the master key file \(path) (\(String(cString: strerror(errno))))")
+        }
+        return key
     }
 }
 
