@@ -381,16 +381,27 @@ struct Render: AsyncParsableCommand {
 struct Reconcile: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List cloud resources tagged as onetouch's that no live host owns, and hosts whose instance vanished.")
-    @Flag(help: "Remove the orphans (after printing them).")
+    @Flag(help: "Remove the orphans (after printing them) whose host this database knows.")
     var fix = false
+    @Flag(
+        name: .customLong("include-unknown-hosts"),
+        help:
+            "With --fix, also remove orphans of hosts this database has never seen (after a restore from backup, those may be hosts created since)."
+    )
+    var includeUnknownHosts = false
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if includeUnknownHosts && !fix { throw ValidationError("--include-unknown-hosts only goes with --fix") }
+    }
 
     func run() async throws {
         let api = try client.client()
         let data =
             fix
-            ? try await api.send(.POST, "/v1/admin/reconcile", body: Optional<ErrorBody>.none) : try await api.get("/v1/admin/reconcile")
+            ? try await api.send(.POST, "/v1/admin/reconcile", body: ReconcileRequest(includeUnknownHosts: includeUnknownHosts))
+            : try await api.get("/v1/admin/reconcile")
         if output.json { return printJSON(data) }
         let report = try api.decode(ReconcileReport.self, data)
         if report.orphans.isEmpty && report.vanished.isEmpty {
@@ -401,6 +412,11 @@ struct Reconcile: AsyncParsableCommand {
             Output.line("\(gone.host): its instance \(gone.instanceId) is gone; run `onetouch retry \(gone.host) --from provision`")
         }
         if fix { Output.line("removed: \(report.removed.isEmpty ? "nothing" : report.removed.joined(separator: ", "))") }
+        if !report.keptUnknown.isEmpty {
+            Output.line(
+                "kept: \(report.keptUnknown.joined(separator: ", ")): their hosts are unknown to this database; if it was restored from a backup, they may belong to hosts created since. Once you are sure, run `onetouch reconcile --fix --include-unknown-hosts`"
+            )
+        }
         if !fix && !report.orphans.isEmpty { Output.line("run `onetouch reconcile --fix` to remove the orphans") }
     }
 }

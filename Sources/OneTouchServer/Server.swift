@@ -124,7 +124,11 @@ public enum OneTouchServer {
                 .ok, HostView(try await call { try await service.destroy(name, keepVolume: body.keepVolume, actor: "admin") }))
         }
         admin.get("/reconcile") { _, _ in try json(.ok, try await cloudCall { try await reconciler.run(fix: false) }) }
-        admin.post("/reconcile") { _, _ in try json(.ok, try await cloudCall { try await reconciler.run(fix: true) }) }
+        admin.post("/reconcile") { request, _ in
+            let body: ReconcileRequest = try await decodeBody(request)
+            return try json(
+                .ok, try await cloudCall { try await reconciler.run(fix: true, includeUnknownHosts: body.includeUnknownHosts) })
+        }
         return router
     }
 

@@ -206,19 +206,19 @@ public final class FakeCloud: CloudProvider, Sendable {
         }
     }
 
-    /// Launches an instance outside onetouch's bookkeeping (an orphan), for reconcile tests.
-    public func plantOrphan(hostID: String) -> (instance: String, volume: String) {
+    /// Launches an instance outside onetouch's bookkeeping (an orphan), for reconcile tests; tagged
+    /// with an installation when one is given (untagged, like resources made before installations).
+    public func plantOrphan(hostID: String, installation: String? = nil) -> (instance: String, volume: String) {
         state.withLock { s in
+            var tags = [ManagedTags.hostID: hostID, ManagedTags.managed: "true"]
+            tags[ManagedTags.installation] = installation
             s.counter += 1
             let instance = String(format: "i-%017x", s.counter)
-            s.instances[instance] = Instance(
-                id: instance, state: .running, privateIP: "10.9.9.9", zone: "fake-1a",
-                tags: [ManagedTags.hostID: hostID, ManagedTags.managed: "true"])
+            s.instances[instance] = Instance(id: instance, state: .running, privateIP: "10.9.9.9", zone: "fake-1a", tags: tags)
             s.counter += 1
             let volume = String(format: "vol-%017x", s.counter)
-            s.volumes[volume] = Volume(
-                id: volume, zone: "fake-1a", sizeGiB: 1, state: .available, encrypted: true,
-                tags: [ManagedTags.hostID: hostID, ManagedTags.managed: "true", ManagedTags.volumeRole: ManagedTags.dataVolume])
+            tags[ManagedTags.volumeRole] = ManagedTags.dataVolume
+            s.volumes[volume] = Volume(id: volume, zone: "fake-1a", sizeGiB: 1, state: .available, encrypted: true, tags: tags)
             return (instance, volume)
         }
     }

@@ -396,11 +396,35 @@ struct ReconcileTests {
         #expect(Set(report.orphans.map(\.id)) == [planted.instance, planted.volume])
         #expect(report.orphans.allSatisfy { $0.why == "no host has this id" })
 
-        let fixed = try await reconciler.run(fix: true)
+        // The database never saw h-unknown (restored from an older backup?): --fix keeps what it made.
+        let careful = try await reconciler.run(fix: true)
+        #expect(careful.removed.isEmpty)
+        #expect(Set(careful.keptUnknown) == [planted.instance, planted.volume])
+        let fixed = try await reconciler.run(fix: true, includeUnknownHosts: true)
         #expect(Set(fixed.removed) == [planted.instance, planted.volume])
         #expect(try await reconciler.run(fix: false).orphans.isEmpty)
         #expect(try bed.host("web-01").hostState == .ready, "the live host is untouched")
         #expect(bed.cloud.allVolumes.count == 2, "web-01's volume and web-02's kept volume remain")
+    }
+
+    @Test func anotherInstallationsResourcesAreNeverOrphansAndAKnownHostsLeftoversAreRemoved() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let web = try await bed.create("web-01")
+        try await bed.settle()
+        #expect(bed.cloud.allInstances.allSatisfy { $0.tags[ManagedTags.installation] == bed.store.installationID })
+        #expect(bed.store.installationID.hasPrefix("ot-"))
+        // Another onetouch (another database) in the same account, with a host id this one lacks.
+        let theirs = bed.cloud.plantOrphan(hostID: "h-theirs", installation: "ot-someone-else")
+        // A second instance tagged as web-01's, which web-01 does not use: ours to remove.
+        let leftover = bed.cloud.plantOrphan(hostID: web.id, installation: bed.store.installationID)
+        let reconciler = Reconciler(store: bed.store, cloud: bed.cloud)
+        let report = try await reconciler.run(fix: true)
+        #expect(report.otherInstallations == 2)
+        #expect(!report.orphans.map(\.id).contains(theirs.instance))
+        #expect(Set(report.removed) == [leftover.instance, leftover.volume])
+        #expect(report.keptUnknown.isEmpty)
+        #expect(bed.cloud.allInstances.first { $0.id == theirs.instance }?.state == .running)
     }
 }
 

@@ -106,6 +106,8 @@ public struct Volume: Sendable, Equatable, Codable {
 public enum ManagedTags {
     public static let hostID = "onetouch:host-id"
     public static let managed = "onetouch:managed"
+    /// The installation (database) that made the resource; reconcile looks only at its own.
+    public static let installation = "onetouch:installation"
     public static let name = "Name"
     /// On data volumes only (`data`), so a look-up never mistakes the root volume for the data volume.
     public static let volumeRole = "onetouch:volume"

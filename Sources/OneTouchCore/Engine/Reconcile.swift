@@ -16,12 +16,26 @@ public struct ReconcileReport: Sendable, Codable, Equatable {
     public var vanished: [Vanished]
     /// Orphans removed (with `--fix`).
     public var removed: [String]
+    /// Orphans `--fix` left alone: their host id is unknown to this database, which happens when the
+    /// database was restored from a backup older than those hosts. Removed only when asked explicitly.
+    public var keptUnknown: [String]
+    /// Managed resources of other installations (another database), never looked at further.
+    public var otherInstallations: Int
 
-    public init(orphans: [Orphan], vanished: [Vanished], removed: [String]) {
+    public init(orphans: [Orphan], vanished: [Vanished], removed: [String], keptUnknown: [String] = [], otherInstallations: Int = 0) {
         self.orphans = orphans
         self.vanished = vanished
         self.removed = removed
+        self.keptUnknown = keptUnknown
+        self.otherInstallations = otherInstallations
     }
+}
+
+/// What `reconcile --fix` may remove.
+public struct ReconcileRequest: Sendable, Codable, Equatable {
+    /// Also remove orphans whose host id this database has never seen.
+    public var includeUnknownHosts: Bool
+    public init(includeUnknownHosts: Bool = false) { self.includeUnknownHosts = includeUnknownHosts }
 }
 
 /// Compares the cloud's onetouch-managed resources with the hosts in the store.
@@ -34,10 +48,19 @@ public struct Reconciler: Sendable {
         self.cloud = cloud
     }
 
-    public func run(fix: Bool) async throws -> ReconcileReport {
+    /// Lists orphans and vanished instances; with `fix`, removes the orphans of hosts this database knows
+    /// (and, with `includeUnknownHosts`, the others too).
+    public func run(fix: Bool, includeUnknownHosts: Bool = false) async throws -> ReconcileReport {
         let hosts = Dictionary(try store.hosts().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let instances = try await cloud.managedInstances()
-        let volumes = try await cloud.managedVolumes()
+        // Only this installation's resources, and untagged ones made before installations were tagged.
+        let ours: ([String: String]) -> Bool = { tags in
+            tags[ManagedTags.installation].map { $0 == store.installationID } ?? true
+        }
+        let allInstances = try await cloud.managedInstances()
+        let allVolumes = try await cloud.managedVolumes()
+        let instances = allInstances.filter { ours($0.tags) }
+        let volumes = allVolumes.filter { ours($0.tags) }
+        let otherInstallations = allInstances.count - instances.count + allVolumes.count - volumes.count
         var orphans: [ReconcileReport.Orphan] = []
         for instance in instances {
             if let why = orphanReason(tags: instance.tags, id: instance.id, hosts: hosts, recorded: { $0.instanceID }) {
@@ -58,19 +81,23 @@ public struct Reconciler: Sendable {
             return .init(host: host.name, instanceId: id)
         }.sorted { $0.host < $1.host }
         var removed: [String] = []
+        let unknown = orphans.filter { orphan in orphan.hostID.map { hosts[$0] == nil } ?? true }.map(\.id)
         if fix {
-            for orphan in orphans where orphan.kind == "instance" {
+            let removable = orphans.filter { includeUnknownHosts || !unknown.contains($0.id) }
+            for orphan in removable where orphan.kind == "instance" {
                 try await cloud.terminate(instanceID: orphan.id)
                 removed.append(orphan.id)
             }
-            for orphan in orphans where orphan.kind == "volume" {
+            for orphan in removable where orphan.kind == "volume" {
                 // A volume still attached to an orphan instance is freed once that instance is gone.
                 guard try await cloud.volumes(ids: [orphan.id]).first?.attachedTo == nil else { continue }
                 try await cloud.deleteVolume(volumeID: orphan.id)
                 removed.append(orphan.id)
             }
         }
-        return ReconcileReport(orphans: orphans, vanished: vanished, removed: removed)
+        return ReconcileReport(
+            orphans: orphans, vanished: vanished, removed: removed, keptUnknown: fix && !includeUnknownHosts ? unknown : [],
+            otherInstallations: otherInstallations)
     }
 
     /// Why a managed resource belongs to no live host, or nil if it does.

@@ -48,6 +48,7 @@ public struct StepContext: Sendable {
     public var tags: [String: String] {
         [
             ManagedTags.hostID: host.id, ManagedTags.managed: "true", ManagedTags.name: spec.fqdn,
+            ManagedTags.installation: services.store.installationID,
             "onetouch:generation": String(host.generation), "onetouch:role": spec.role,
         ]
     }

@@ -9,6 +9,8 @@ import Synchronization
 public final class Store: Sendable {
     public let pool: DatabasePool
     private let groupCommit: GroupCommit
+    /// The installation this database belongs to: every managed resource is tagged with it.
+    public let installationID: String
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations. A new
     /// database is created mode 0600 (SQLite gives its -wal and -shm files the same mode); a failure
@@ -31,6 +33,7 @@ public final class Store: Sendable {
             throw StoreOpenError(path: path, error: error)
         }
         groupCommit = GroupCommit(writer: pool)
+        installationID = try pool.read { db in try String.fetchOne(db, sql: "SELECT id FROM installation") } ?? "unknown"
     }
 
     /// Number of write transactions committed through this facade (for the benchmark).
