@@ -73,25 +73,25 @@ public struct OneTouchApplication {
         self.store = store
         self.configuration = configuration
         self.router = OneTouchServer.router(
-            service: service, reconciler: Reconciler(store: store, cloud: cloud), adminTokenHashes: tokens.map(SecretBox.tokenHash))
+            service: service, reconciler: Reconciler(store: store, cloud: cloud), adminTokens: tokens)
         self.announcer = try Self.wireSlack(
             adapters.slack, router: router, service: service, configuration: configuration,
-            adminTokenHashes: tokens.map(SecretBox.tokenHash), clock: clock, owner: owner ?? ProcessLease.owner, logger: logger)
+            adminTokens: tokens, clock: clock, owner: owner ?? ProcessLease.owner, logger: logger)
     }
 
     /// Admin tokens as `AdminTokens` reads them (the CLI reads its token the same way); a problem is
     /// reported under `admin_tokens`.
-    static func adminTokens(_ source: SecretSource, configFile: String, environment: [String: String]) throws -> [Secret] {
-        let tokens: [Secret]
+    static func adminTokens(_ source: SecretSource, configFile: String, environment: [String: String]) throws -> [AdminToken] {
+        let tokens: [AdminTokens.Entry]
         do { tokens = try AdminTokens.load(source, environment: environment) } catch {
             throw ConfigurationError(file: configFile, path: "admin_tokens", reason: "\(error)")
         }
-        guard tokens.allSatisfy({ $0.reveal().count >= 16 }) else {
+        guard tokens.allSatisfy({ $0.token.reveal().count >= 16 }) else {
             throw ConfigurationError(
                 file: configFile, path: "admin_tokens",
                 reason: "admin tokens must be at least 16 characters; generate one with `openssl rand -hex 32`")
         }
-        return tokens
+        return tokens.map { AdminToken(name: $0.name, token: $0.token) }
     }
 
     /// Runs the engine and the HTTP listener as services until SIGTERM or SIGINT.

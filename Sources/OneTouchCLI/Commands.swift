@@ -86,11 +86,11 @@ struct ClientOptions: ParsableArguments {
         } else {
             throw AdminClient.Failure(exitCode: 2, description: "no admin token: set ONETOUCH_TOKEN, ONETOUCH_TOKEN_FILE or --token-file")
         }
-        let tokens: [Secret]
+        let tokens: [AdminTokens.Entry]
         do { tokens = try AdminTokens.load(source, environment: environment) } catch {
             throw AdminClient.Failure(exitCode: 2, description: "\(origin): \(error)")
         }
-        return AdminClient(server: server, token: tokens[0])
+        return AdminClient(server: server, token: tokens[0].token)
     }
 }
 

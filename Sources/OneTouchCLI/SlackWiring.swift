@@ -31,7 +31,7 @@ extension OneTouchApplication {
     /// The announcer service and Slack's routes, when Slack is configured.
     static func wireSlack(
         _ slack: SlackIntegration?, router: Router<BasicRequestContext>, service: HostService, configuration: Configuration,
-        adminTokenHashes: [Data], clock: any EngineClock, owner: String, logger: Logger
+        adminTokens: [AdminToken], clock: any EngineClock, owner: String, logger: Logger
     ) throws -> SlackAnnouncer? {
         guard let slack else { return nil }
         let chatOps = try slack.settings.chatOps.map { _ in
@@ -50,7 +50,7 @@ extension OneTouchApplication {
             owner: owner, holderIsGone: ProcessLease.holderIsGone, companions: companions)
         OneTouchServer.addSlackRoutes(
             to: router, announcer: announcer, chatOps: slack.settings.chatOps?.signingSecret == nil ? nil : chatOps, service: service,
-            adminTokenHashes: adminTokenHashes, logger: logger)
+            adminTokens: adminTokens, logger: logger)
         return announcer
     }
 }

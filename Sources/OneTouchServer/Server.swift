@@ -11,7 +11,7 @@ public enum OneTouchServer {
     public static let maxBodyBytes = 80 * 1024
 
     public static func router(
-        service: HostService, reconciler: Reconciler, adminTokenHashes: [Data]
+        service: HostService, reconciler: Reconciler, adminTokens: [AdminToken]
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in "ok\n" }
@@ -70,10 +70,10 @@ public enum OneTouchServer {
         }
 
         // MARK: Admin API
-        let admin = router.group("/v1/admin").add(middleware: AdminAuth(tokenHashes: adminTokenHashes))
+        let admin = router.group("/v1/admin").add(middleware: AdminAuth(tokens: adminTokens))
         admin.post("/hosts") { request, _ in
             let body: HostService.CreateRequest = try await decodeBody(request)
-            let host = try await call { try await service.create(body, actor: "admin") }
+            let host = try await call { try await service.create(body, actor: adminActor(request)) }
             return try json(.created, HostView(host))
         }
         admin.get("/hosts") { request, _ in
@@ -105,23 +105,23 @@ public enum OneTouchServer {
                 status: .ok, headers: [.contentType: "text/cloud-config; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
         }
-        admin.post("/hosts/:name/resume") { _, context in
+        admin.post("/hosts/:name/resume") { request, context in
             let name = try context.parameters.require("name")
-            return try json(.ok, HostView(try await call { try await service.resume(name, actor: "admin") }))
+            return try json(.ok, HostView(try await call { try await service.resume(name, actor: adminActor(request)) }))
         }
-        admin.post("/resume-failed") { _, _ in
-            try json(.ok, try await call { try await service.resumeAllFailed(actor: "admin") }.map { HostView($0) })
+        admin.post("/resume-failed") { request, _ in
+            try json(.ok, try await call { try await service.resumeAllFailed(actor: adminActor(request)) }.map { HostView($0) })
         }
         admin.post("/hosts/:name/retry") { request, context in
             let name = try context.parameters.require("name")
             let body: RetryRequest = try await decodeBody(request)
-            return try json(.ok, HostView(try await call { try await service.retry(name, from: body.from, actor: "admin") }))
+            return try json(.ok, HostView(try await call { try await service.retry(name, from: body.from, actor: adminActor(request)) }))
         }
         admin.post("/hosts/:name/destroy") { request, context in
             let name = try context.parameters.require("name")
             let body: DestroyRequest = try await decodeBody(request)
             return try json(
-                .ok, HostView(try await call { try await service.destroy(name, keepVolume: body.keepVolume, actor: "admin") }))
+                .ok, HostView(try await call { try await service.destroy(name, keepVolume: body.keepVolume, actor: adminActor(request)) }))
         }
         admin.get("/reconcile") { _, _ in try json(.ok, try await cloudCall { try await reconciler.run(fix: false) }) }
         admin.post("/reconcile") { request, _ in
@@ -201,14 +201,38 @@ struct APIError: HTTPResponseError {
     }
 }
 
-/// Admin bearer tokens, compared (as SHA-256) in constant time.
+/// An admin token as `serve` knows it: its name (what events record as the actor) and its SHA-256.
+public struct AdminToken: Sendable {
+    public let name: String
+    public let hash: Data
+    public init(name: String, token: Secret) {
+        self.name = name
+        self.hash = SecretBox.tokenHash(token)
+    }
+}
+
+extension OneTouchServer {
+    /// The header `AdminAuth` sets to the name of the token that authenticated the request (any such
+    /// header a client sends is replaced).
+    static let adminNameHeader = HTTPFields.Element.Name("x-onetouch-admin")!
+
+    /// The actor an admin request is recorded under: `admin:NAME`.
+    static func adminActor(_ request: Request) -> String {
+        "admin:" + (request.headers[adminNameHeader] ?? "unknown")
+    }
+}
+
+/// Admin bearer tokens, compared (as SHA-256) in constant time; the request goes on carrying the name
+/// of the token that matched.
 struct AdminAuth<Context: RequestContext>: RouterMiddleware {
-    let tokenHashes: [Data]
+    let tokens: [AdminToken]
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let token = try OneTouchServer.bearer(request)
-        var matched = false
-        for hash in tokenHashes where SecretBox.tokenMatches(token, hash: hash) { matched = true }
-        guard matched else { throw APIError(.unauthorized, "invalid admin token") }
-        return try await next(request, context)
+        var matched: String?
+        for candidate in tokens where SecretBox.tokenMatches(token, hash: candidate.hash) { matched = candidate.name }
+        guard let name = matched else { throw APIError(.unauthorized, "invalid admin token") }
+        var head = request.head
+        head.headerFields[OneTouchServer.adminNameHeader] = name
+        return try await next(Request(head: head, body: request.body), context)
     }
 }

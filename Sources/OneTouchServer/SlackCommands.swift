@@ -10,9 +10,9 @@ import OneTouchSlack
 extension OneTouchServer {
     public static func addSlackRoutes(
         to router: Router<BasicRequestContext>, announcer: SlackAnnouncer, chatOps: SlackChatOps?, service: HostService,
-        adminTokenHashes: [Data], logger: Logger
+        adminTokens: [AdminToken], logger: Logger
     ) {
-        let admin = router.group("/v1/admin").add(middleware: AdminAuth(tokenHashes: adminTokenHashes))
+        let admin = router.group("/v1/admin").add(middleware: AdminAuth(tokens: adminTokens))
         admin.get("/hosts/:name/announcements") { _, context in
             let name = try context.parameters.require("name")
             let host = try await call { try service.host(named: name) }

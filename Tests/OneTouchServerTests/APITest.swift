@@ -18,7 +18,7 @@ extension APITest {
         defer { bed.remove() }
         let router = OneTouchServer.router(
             service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),
-            adminTokenHashes: [SecretBox.tokenHash(Secret(Self.adminToken))])
+            adminTokens: [AdminToken(name: "ops", token: Secret(Self.adminToken))])
         try await Application(router: router).test(.router) { client in try await body(bed, client) }
     }
 

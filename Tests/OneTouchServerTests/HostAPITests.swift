@@ -25,6 +25,19 @@ struct HostAPITests: APITest {
         }
     }
 
+    @Test func adminActionsAreRecordedUnderTheNameOfTheTokenThatActedAndCannotBeSpoofed() async throws {
+        try await withServer { bed, client in
+            var headers = admin()
+            headers[HTTPFields.Element.Name("x-onetouch-admin")!] = "someone-else"
+            try await client.execute(
+                uri: "/v1/admin/hosts", method: .post, headers: headers, body: json(#"{"name":"web-01","role":"web"}"#)
+            ) { #expect($0.status == .created) }
+            let host = try bed.host("web-01")
+            let created = try #require(try bed.store.events(hostID: host.id).first)
+            #expect(created.actor == "admin:ops")
+        }
+    }
+
     @Test func createValidatesBeforeAnythingHappens() async throws {
         try await withServer { bed, client in
             try await client.execute(

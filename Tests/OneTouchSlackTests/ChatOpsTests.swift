@@ -31,7 +31,8 @@ struct ChatOpsTests {
             router = Router(context: BasicRequestContext.self)
             OneTouchServer.addSlackRoutes(
                 to: router, announcer: try harness.announcer(settings), chatOps: chatOps, service: harness.bed.service,
-                adminTokenHashes: [SecretBox.tokenHash(Secret(ChatOpsTests.adminToken))], logger: harness.logs.logger(label: "server"))
+                adminTokens: [AdminToken(name: "ops", token: Secret(ChatOpsTests.adminToken))], logger: harness.logs.logger(label: "server")
+            )
         }
 
         /// Sends a slash command as Slack would; returns the status and the body.
