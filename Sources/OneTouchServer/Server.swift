@@ -17,9 +17,22 @@ public enum OneTouchServer {
         router.get("/healthz") { _, _ in "ok\n" }
 
         // MARK: Host API
+        // Every host API call carries the machine's boot secret; the first one presented binds the host.
+        let claimHeader = HTTPFields.Element.Name("x-onetouch-claim")!
+        router.post("/v1/hosts/:id/claim") { request, context in
+            let id = try context.parameters.require("id")
+            let token = try bearer(request)
+            try await call {
+                try await service.checkClaim(hostID: id, token: token, claim: request.headers[claimHeader], what: "POST /claim")
+            }
+            return Response(status: .noContent)
+        }
         router.post("/v1/hosts/:id/reports") { request, context in
             let id = try context.parameters.require("id")
             let token = try bearer(request)
+            try await call {
+                try await service.checkClaim(hostID: id, token: token, claim: request.headers[claimHeader], what: "POST /reports")
+            }
             let report: HostService.Report = try await decodeBody(request)
             // The answer names the attempt this report belongs to: a host that failed waits for /task to
             // name another.
@@ -28,6 +41,9 @@ public enum OneTouchServer {
         router.get("/v1/hosts/:id/enrollment") { request, context in
             let id = try context.parameters.require("id")
             let token = try bearer(request)
+            try await call {
+                try await service.checkClaim(hostID: id, token: token, claim: request.headers[claimHeader], what: "GET /enrollment")
+            }
             switch try await call({ try await service.enrollment(hostID: id, token: token) }) {
             case .tooEarly:
                 return try json(
@@ -45,6 +61,9 @@ public enum OneTouchServer {
         router.get("/v1/hosts/:id/volume") { request, context in
             let id = try context.parameters.require("id")
             let token = try bearer(request)
+            try await call {
+                try await service.checkClaim(hostID: id, token: token, claim: request.headers[claimHeader], what: "GET /volume")
+            }
             guard let volume = try await call({ try service.volume(hostID: id, token: token) }) else {
                 return try json(
                     HTTPResponse.Status(code: 425, reasonPhrase: "Too Early"),
@@ -56,11 +75,17 @@ public enum OneTouchServer {
         router.get("/v1/hosts/:id/task") { request, context in
             let id = try context.parameters.require("id")
             let token = try bearer(request)
+            try await call {
+                try await service.checkClaim(hostID: id, token: token, claim: request.headers[claimHeader], what: "GET /task")
+            }
             return try json(.ok, try await call { try service.task(hostID: id, token: token) })
         }
         router.get("/v1/hosts/:id/config-credential") { request, context in
             let id = try context.parameters.require("id")
             let token = try bearer(request)
+            try await call {
+                try await service.checkClaim(hostID: id, token: token, claim: request.headers[claimHeader], what: "GET /config-credential")
+            }
             guard let credential = try await call({ try service.repositoryCredential(hostID: id, token: token) }) else {
                 return Response(status: .noContent)
             }
@@ -183,6 +208,8 @@ public enum OneTouchServer {
             case .notFound: throw APIError(.notFound, error.message)
             case .conflict: throw APIError(.conflict, error.message)
             case .unauthorized: throw APIError(.unauthorized, error.message)
+            case .forbidden: throw APIError(.forbidden, error.message)
+            case .gone: throw APIError(.gone, error.message)
             }
         }
     }

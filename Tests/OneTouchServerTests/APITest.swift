@@ -24,5 +24,11 @@ extension APITest {
 
     func json(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
     func admin() -> HTTPFields { [.authorization: "Bearer \(Self.adminToken)", .contentType: "application/json"] }
-    func bearer(_ token: Secret) -> HTTPFields { [.authorization: "Bearer \(token.reveal())", .contentType: "application/json"] }
+    /// A host's headers: its token and its machine's boot secret (`claim`).
+    func bearer(_ token: Secret, claim: String = "boot-secret-of-the-first-machine") -> HTTPFields {
+        [
+            .authorization: "Bearer \(token.reveal())", .contentType: "application/json",
+            HTTPFields.Element.Name("x-onetouch-claim")!: claim,
+        ]
+    }
 }

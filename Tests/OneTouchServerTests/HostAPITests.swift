@@ -128,6 +128,54 @@ struct HostAPITests: APITest {
         }
     }
 
+    @Test func aSecondMachineWithTheTokenGetsNothingAndPausesTheHost() async throws {
+        try await withServer { bed, client in
+            let created = try await bed.create("web-01")
+            let token = try bed.tokenFor(created)
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            #expect(try bed.host("web-01").hostState == .waiting(.bootstrap))
+            // The machine's first call binds the host to its boot secret.
+            try await client.execute(uri: "/v1/hosts/\(created.id)/claim", method: .post, headers: bearer(token)) {
+                #expect($0.status == .noContent)
+            }
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/reports", method: .post, headers: bearer(token), body: json(#"{"stage":"booted"}"#)
+            ) { #expect($0.status == .ok) }
+            // Someone who read the user-data asks for the one-time password with the same token.
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/enrollment", method: .get, headers: bearer(token, claim: "another-machine-0123456789")
+            ) { response in
+                #expect(response.status == .forbidden)
+                #expect(!String(buffer: response.body).contains("oneTimePassword"))
+            }
+            let paused = try bed.host("web-01").hostState
+            guard case .paused(_, let reason) = paused else {
+                Issue.record("expected paused, got \(paused)")
+                return
+            }
+            #expect(reason.contains("two machines claim this host"))
+            #expect(reason.contains("onetouch retry web-01 --from provision"))
+            // The first machine is still itself; a call without a boot secret is refused outright.
+            try await client.execute(uri: "/v1/hosts/\(created.id)/task", method: .get, headers: bearer(token)) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/task", method: .get,
+                headers: [.authorization: "Bearer \(token.reveal())"]
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("X-OneTouch-Claim"))
+            }
+            // A new generation is a new machine: it starts unclaimed.
+            _ = try await bed.service.retry("web-01", from: .provision, actor: "test")
+            let next = try bed.host("web-01")
+            try await client.execute(
+                uri: "/v1/hosts/\(created.id)/task", method: .get,
+                headers: bearer(try bed.tokenFor(next), claim: "the-new-machine-0123456789")
+            ) { #expect($0.status == .ok) }
+        }
+    }
+
     @Test func enrollmentIsTooEarlyThenServedUntilAcknowledgedThenGone() async throws {
         try await withServer { bed, client in
             let created = try await bed.create("web-01")

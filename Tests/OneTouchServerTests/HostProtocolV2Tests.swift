@@ -79,6 +79,31 @@ struct HostProtocolV2Tests: APITest {
         }
     }
 
+    @Test func theRepositoryCredentialIsServedWhileTheHostIsSetUpAndNotOnceItIsReady() async throws {
+        try await withServer { bed, _ in
+            let service = HostService(
+                store: bed.store, secrets: SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: bed.masterKeyPath)),
+                renderer: UserDataRenderer(
+                    publicURL: "http://127.0.0.1:8780", configRepository: "git@git.example.test:config.git", configBranch: "main",
+                    pullPeriod: .seconds(1800)),
+                roles: EngineTestBed.roles, domain: "onetouch.test", directory: bed.directoryService, clock: bed.clock, ids: bed.ids,
+                logger: bed.logs.logger(), repositoryCredential: RepositoryCredential(kind: .sshKey, secret: Secret("deploy-key-text")),
+                wake: { _, _ in })
+            let created = try await bed.create("web-01")
+            let token = try bed.tokenFor(created).reveal()
+            #expect(try service.repositoryCredential(hostID: created.id, token: token)?.secret.reveal() == "deploy-key-text")
+            try await bed.settle()
+            #expect(try bed.host("web-01").hostState == .ready)
+            // Whoever reads a ready host's user-data has its token; the deploy key is no longer served.
+            #expect(
+                throws: ServiceError(
+                    .gone, "the repository credential is served only while the host is set up; the host keeps its copy in /etc/onetouch")
+            ) {
+                try service.repositoryCredential(hostID: created.id, token: token)
+            }
+        }
+    }
+
     @Test func noCredentialIsServedWhenTheRepositoryNeedsNone() async throws {
         try await withServer { bed, client in
             let created = try await bed.create("web-01")

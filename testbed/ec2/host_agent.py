@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -202,6 +203,9 @@ class HostRunner(threading.Thread):
         self.host_id = self.tag_host_id  # replaced by ONETOUCH_HOST_ID once user-data is read
         self.url = ""
         self.token = ""
+        # The machine's boot secret (X-OneTouch-Claim): the same for this instance across agent restarts,
+        # as the real bootstrap keeps it in /var/lib/onetouch/claim.
+        self.claim = hashlib.sha256(f"claim of {self.iid}".encode()).hexdigest()
         self.events: list[str] = []  # this host's log lines, the source of `logTail`
 
     # ---- logging ----------------------------------------------------------------------------
@@ -419,6 +423,7 @@ class HostRunner(threading.Thread):
             data = json.dumps(payload).encode() if payload is not None else None
             req = urllib.request.Request(self.url + path, data=data, method=method)
             req.add_header("Authorization", f"Bearer {self.token}")
+            req.add_header("X-OneTouch-Claim", self.claim)
             req.add_header("Accept", "application/json")
             if data is not None:
                 req.add_header("Content-Type", "application/json")

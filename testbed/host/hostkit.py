@@ -179,17 +179,21 @@ class FakeHostAPI:
         path = request.path
         with self.lock:
             record = {"method": method, "path": path, "time": time.time(),
-                      "auth": request.headers.get("Authorization")}
+                      "auth": request.headers.get("Authorization"), "claim": request.headers.get("X-OneTouch-Claim")}
             if raw:
                 record["body"] = json.loads(raw)
             self.requests.append(record)
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 status, body = 401, {"error": "bad token"}
+            elif not record["claim"]:  # as onetouch serve: every call carries the machine's boot secret
+                status, body = 400, {"error": "no boot secret"}
             elif not path.startswith(prefix):
                 status, body = 404, {"error": "unknown host"}
             else:
                 name = path[len(prefix):]
-                if method == "POST" and name == "reports":
+                if method == "POST" and name == "claim":
+                    status, body = 204, None
+                elif method == "POST" and name == "reports":
                     status, body = self.next_answer("reports")
                     if status == 200 and self.enrollment_issued:
                         self.enrollment_acknowledged = True
@@ -495,6 +499,9 @@ class Sandbox:
 
     def file(self, path: str) -> str:
         return self.path(path).read_text()
+
+    def mode(self, path: str) -> int:
+        return os.stat(self.path(path)).st_mode & 0o777
 
     def exists(self, path: str) -> bool:
         p = self.path(path)

@@ -70,8 +70,13 @@ def test_happy_path_reports_in_order_enrolls_before_the_pull_and_keeps_secrets(h
         assert [r["stage"] for r in reports] == ["booted", "volume-mounted", "configured"]
         assert reports[1]["volumeId"] == VOLUME_ID and reports[2]["exitStatus"] == 0
         # a 503 on the first report is retried; every call carries the token
-        assert [r["status"] for r in api.requests[:2]] == [503, 200]
+        assert [r["status"] for r in api.requests if r["path"].endswith("/reports")][:2] == [503, 200]
+        assert api.calls()[0] == "POST claim", "the machine claims the host with its first call, before any stage"
         assert all(r["auth"] == f"Bearer {TOKEN}" for r in api.requests)
+        # ... and this machine's boot secret: one, 256 random bits, kept 0600 in /var/lib/onetouch/claim
+        claims = {r["claim"] for r in api.requests}
+        assert len(claims) == 1 and re.fullmatch(r"[0-9a-f]{64}", claims.pop() or "")
+        assert sandbox.mode("/var/lib/onetouch/claim") == 0o600
         assert api.calls().count("GET enrollment") == 2  # 425, then 200
 
         calls = [c["name"] for c in sandbox.calls()]
@@ -167,6 +172,7 @@ def test_a_reboot_in_the_middle_of_the_pull_continues_at_the_next_boot(host):
         second = sandbox.start_service("onetouch-bootstrap.service")
         assert second.returncode == 0, second.stdout
         assert stages(api) == ["booted", "volume-mounted", "booted", "volume-mounted", "configured"]
+        assert len({r["claim"] for r in api.requests}) == 1, "the machine presents the same boot secret after a reboot"
         assert api.calls().count("GET enrollment") == 1 and len(sandbox.calls("kadmin")) == 1
         assert sandbox.file("/etc/fstab").split("UUID=")[1].split()[0] == uuid
         assert sandbox.file("/var/log/onetouch/volume.log").count("making an ext4 filesystem") == 1

@@ -3,7 +3,7 @@ import Logging
 
 /// An admin or host request that cannot be done, with what to do instead.
 public struct ServiceError: Error, CustomStringConvertible, Equatable {
-    public enum Kind: Sendable, Equatable { case invalid, notFound, conflict, unauthorized }
+    public enum Kind: Sendable, Equatable { case invalid, notFound, conflict, unauthorized, forbidden, gone }
     public var kind: Kind
     public var message: String
     public var description: String { message }
@@ -231,6 +231,40 @@ public final class HostService: Sendable {
 
     // MARK: Host API
 
+    /// The first machine that presents a boot secret (`claim`) with this generation's token is the
+    /// host: every later host API call must present the same one. Another machine that holds the token
+    /// (anyone who can read the user-data) is refused, and the host is paused, so a person looks.
+    public func checkClaim(hostID: String, token: String, claim: String?, what: String) async throws {
+        let host = try authenticate(hostID: hostID, token: token)
+        guard let claim, (16...200).contains(claim.utf8.count), claim.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+            throw ServiceError(
+                .invalid,
+                "no boot secret: every host API call carries the header X-OneTouch-Claim (16 to 200 visible characters) that the bootstrap script makes at first boot"
+            )
+        }
+        switch try await store.bindClaim(hostID: hostID, generation: host.generation, claim: Secret(claim)) {
+        case .bound:
+            logger.info("Host claimed by its machine", metadata: ["host.id": "\(hostID)", "generation": "\(host.generation)"])
+        case .matches:
+            return
+        case .other:
+            logger.warning("A second machine claims the host", metadata: ["host.id": "\(hostID)", "call": "\(what)"])
+            var workflow = HostWorkflow(state: host.hostState)
+            let spec = try host.decodedSpec
+            let reason =
+                "two machines claim this host: one that is not the first presented the host's token with another boot secret (\(what)); the one-time password and the volume go only to the first. Whoever can read this instance's user-data has its token: look at the instance, then run `onetouch retry \(spec.name) --from provision` for a new machine and token"
+            if (try? workflow.apply(.needsHuman(reason: reason))) != nil {
+                var update = Store.HostUpdate()
+                update.state = workflow.state
+                update.actor = "host-api"
+                update.eventReason = reason
+                update.nextAt = .some(nil)
+                _ = try? await store.update(host, update, now: clock.now)
+            }
+            throw ServiceError(.forbidden, "this host was claimed by another machine; this one gets nothing")
+        }
+    }
+
     /// The host a token belongs to; throws `unauthorized` for an unknown host, a wrong or revoked token.
     public func authenticate(hostID: String, token: String) throws -> HostRecord {
         guard let host = try store.host(id: hostID), let hash = host.tokenHash, SecretBox.tokenMatches(token, hash: hash)
@@ -323,9 +357,14 @@ public final class HostService: Sendable {
     /// retry and resume moves.
     static func attempt(of host: HostRecord) -> String { "g\(host.generation)-\(host.reportFloor(for: .failed))" }
 
-    /// The private repository's credential, for a host still being set up (its token works until then).
+    /// The private repository's credential, for a host being set up (pending, running or waiting).
     public func repositoryCredential(hostID: String, token: String) throws -> RepositoryCredential? {
-        _ = try authenticate(hostID: hostID, token: token)
+        let host = try authenticate(hostID: hostID, token: token)
+        // Served while the host is set up; after that it is on the host (0600 under /etc/onetouch).
+        guard [.pending, .running, .waiting].contains(host.hostState.kind) else {
+            throw ServiceError(
+                .gone, "the repository credential is served only while the host is set up; the host keeps its copy in /etc/onetouch")
+        }
         return repositoryCredential
     }
 

@@ -210,6 +210,18 @@ INSERT INTO installation (id, created_at)
 VALUES ('ot-' || lower(hex(randomblob(8))), strftime('%Y-%m-%d %H:%M:%f', 'now'));
 
 """#####),
+        (id: "0007_host_claim", sql: #####"""
+-- onetouch schema, version 7: the machine that claimed a host.
+-- A shipped migration is never edited: add a new numbered file instead.
+--
+-- The host token is in the user-data, which more than the host can read (any local process through
+-- instance metadata; an AWS principal allowed DescribeInstanceAttribute). The bootstrap script makes
+-- a random boot secret at first boot and sends it with every host API call; the first one presented
+-- for a generation is bound here (as SHA-256), and a call with another is refused and pauses the host.
+-- A new generation (a new VM) starts unclaimed.
+ALTER TABLE hosts ADD COLUMN claim_hash BLOB;
+
+"""#####),
     ]
     static let templates: [String: String] = [
         "bootstrap.sh.mustache": #####"""
@@ -487,10 +499,13 @@ main() {
   chmod 700 "$ST" "$LOGS" "$RUN"
   exec > >(tee -a "$LOGS/bootstrap.log") 2>&1
   trap 'rm -f "$RUN/auth" "$RUN/otp"' EXIT
-  printf 'Authorization: Bearer %s\n' "$ONETOUCH_TOKEN" > "$RUN/auth"
+  # This machine's boot secret, made once: the first one the orchestrator sees binds the host to this machine.
+  [ -s "$ST/claim" ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$ST/claim"
+  printf 'Authorization: Bearer %s\nX-OneTouch-Claim: %s\n' "$ONETOUCH_TOKEN" "$(cat "$ST/claim")" > "$RUN/auth"
   unset ONETOUCH_TOKEN
   BASE=${ONETOUCH_URL%/}/v1/hosts/$ONETOUCH_HOST_ID
   say "bootstrap of $ONETOUCH_HOST_NAME, state: ${s:-new}"
+  ! have curl || api POST claim "$RUN/out" # bind the host to this machine's boot secret at once
   [[ $s != failed* ]] || { s=${s#failed} && wait_for_attempt "${s# }"; }
   while :; do
     set_state running

@@ -234,6 +234,10 @@ extension Store {
             ])
         guard db.changesCount == 1 else { throw HostChanged(hostID: host.id) }
         if let facts = change.facts { try record(facts, of: host, generation: row.generation, now: now, db: db) }
+        if change.generation != nil {
+            // A new generation is a new machine: it starts unclaimed.
+            try db.cachedStatement(sql: "UPDATE hosts SET claim_hash = NULL WHERE id = ?").execute(arguments: [host.id])
+        }
         if let state = change.state, state != from || change.eventReason != nil {
             try db.cachedStatement(
                 sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -465,6 +469,35 @@ extension Store {
         }
     }
 
+}
+
+// MARK: - Claims
+
+extension Store {
+    public enum Claim: Sendable, Equatable {
+        /// This call bound the host to the claim.
+        case bound
+        /// The claim is the one bound before.
+        case matches
+        /// Another claim is bound.
+        case other
+    }
+
+    /// Binds the host's current generation to a claim (stored as its SHA-256) if none is bound,
+    /// atomically: of two machines presenting different claims at once, exactly one is `bound`.
+    public func bindClaim(hostID: String, generation: Int, claim: Secret) async throws -> Claim {
+        // The usual case, a host's own later calls, reads only.
+        let seen = try read { db in try Data.fetchOne(db, sql: "SELECT claim_hash FROM hosts WHERE id = ?", arguments: [hostID]) }
+        if let seen { return SecretBox.tokenMatches(claim.reveal(), hash: seen) ? .matches : .other }
+        return try await write { db in
+            try db.execute(
+                sql: "UPDATE hosts SET claim_hash = ? WHERE id = ? AND generation = ? AND claim_hash IS NULL",
+                arguments: [SecretBox.tokenHash(claim), hostID, generation])
+            if db.changesCount == 1 { return .bound }
+            let bound = try Data.fetchOne(db, sql: "SELECT claim_hash FROM hosts WHERE id = ?", arguments: [hostID])
+            return bound.map { SecretBox.tokenMatches(claim.reveal(), hash: $0) } == true ? .matches : .other
+        }
+    }
 }
 
 // MARK: - Leases
