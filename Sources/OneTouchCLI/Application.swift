@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import OneTouchCore
 import OneTouchServer
@@ -26,7 +28,10 @@ public struct OneTouchApplication {
     public let engine: Engine
     public let service: HostService
     public let store: Store
+    /// What `listen` serves: both APIs, or the admin API alone when the host API has `host_listen`.
     public let router: Router<BasicRequestContext>
+    /// The host API on `host_listen`, when configured.
+    public let hostRouter: Router<BasicRequestContext>?
     public let configuration: Configuration
     /// Follows the events and tells Slack (nil unless Slack is configured).
     public let announcer: SlackAnnouncer?
@@ -72,8 +77,12 @@ public struct OneTouchApplication {
         self.service = service
         self.store = store
         self.configuration = configuration
+        let reconciler = Reconciler(store: store, cloud: cloud)
+        let split = configuration.hostListen != nil
         self.router = OneTouchServer.router(
-            service: service, reconciler: Reconciler(store: store, cloud: cloud), adminTokens: tokens)
+            service: service, reconciler: reconciler, adminTokens: tokens, serving: split ? .admin : .both)
+        self.hostRouter =
+            split ? OneTouchServer.router(service: service, reconciler: reconciler, adminTokens: tokens, serving: .host) : nil
         self.announcer = try Self.wireSlack(
             adapters.slack, router: router, service: service, configuration: configuration,
             adminTokens: tokens, clock: clock, owner: owner ?? ProcessLease.owner, logger: logger)
@@ -94,18 +103,48 @@ public struct OneTouchApplication {
         return tokens.map { AdminToken(name: $0.name, token: $0.token) }
     }
 
-    /// Runs the engine and the HTTP listener as services until SIGTERM or SIGINT.
+    /// Runs the engine and the HTTP listeners as services until SIGTERM or SIGINT.
     public func run(logger: Logger) async throws {
-        let http = Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "onetouch"),
-            logger: logger)
+        let server = try Self.serverBuilder(configuration)
+        var listeners: [any Service] = [
+            Application(
+                router: router, server: server,
+                configuration: .init(address: .hostname(configuration.listenHost, port: configuration.listenPort), serverName: "onetouch"),
+                logger: logger)
+        ]
+        if let hostRouter, let address = configuration.hostListen {
+            listeners.append(
+                Application(
+                    router: hostRouter, server: server,
+                    configuration: .init(address: .hostname(address.host, port: address.port), serverName: "onetouch"), logger: logger))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: engine), .init(service: http)] + (announcer.map { [.init(service: $0)] } ?? []),
+                services: ([engine] + listeners + (announcer.map { [$0] } ?? [])).map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+
+    /// HTTP/1.1, over TLS when `tls` names a certificate and key (PEM). A file that cannot be read or
+    /// parsed is reported under `tls`.
+    static func serverBuilder(_ configuration: Configuration) throws -> HTTPServerBuilder {
+        guard let tls = configuration.tls else { return .http1() }
+        do {
+            let certificates = try NIOSSLCertificate.fromPEMFile(tls.certificate)
+            guard !certificates.isEmpty else { throw ConfigurationError(file: configuration.file, path: "tls", reason: "no certificate") }
+            let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
+            return try .tls(
+                .http1(),
+                tlsConfiguration: .makeServerConfiguration(
+                    certificateChain: certificates.map { .certificate($0) }, privateKey: .privateKey(key)))
+        } catch {
+            throw ConfigurationError(
+                file: configuration.file, path: "tls",
+                reason:
+                    "cannot use \(tls.certificate) and \(tls.key) as a PEM certificate chain and its private key (\(error)); check both files"
+            )
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HummingbirdTLS
 import NIOCore
 import NIOHTTP1
 import OneTouchCore
@@ -23,14 +24,34 @@ struct AdminClient {
         var request = HTTPClientRequest(url: server.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/healthz")
         request.method = .GET
         do {
-            _ = try await HTTPClient.shared.execute(request, timeout: .seconds(3))
+            _ = try await Self.http.execute(request, timeout: .seconds(3))
         } catch {
-            throw Failure(
+            throw unreachable(error)
+        }
+    }
+
+    /// The HTTP client: the system's trusted certificates, or only those of `ONETOUCH_CA_FILE` (PEM)
+    /// when `serve` has a certificate from a private CA.
+    static let http: HTTPClient = {
+        guard let file = ProcessInfo.processInfo.environment["ONETOUCH_CA_FILE"], !file.isEmpty else { return .shared }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(file)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+    }()
+
+    func unreachable(_ error: any Error) -> Failure {
+        if "\(error)".contains("CERTIFICATE_VERIFY_FAILED") {
+            return Failure(
                 exitCode: 3,
                 description:
-                    "cannot reach the onetouch server at \(server) (\(error)); is `onetouch serve` running? Point --server or ONETOUCH_SERVER at it"
+                    "the onetouch server at \(server) has a certificate this machine does not trust; set ONETOUCH_CA_FILE to the PEM file of the CA that signed it"
             )
         }
+        return Failure(
+            exitCode: 3,
+            description:
+                "cannot reach the onetouch server at \(server) (\(error)); is `onetouch serve` running? Point --server or ONETOUCH_SERVER at it"
+        )
     }
 
     func send<Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body?) async throws -> Data {
@@ -45,13 +66,9 @@ struct AdminClient {
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            response = try await Self.http.execute(request, timeout: .seconds(30))
         } catch {
-            throw Failure(
-                exitCode: 3,
-                description:
-                    "cannot reach the onetouch server at \(server) (\(error)); is `onetouch serve` running? Point --server or ONETOUCH_SERVER at it"
-            )
+            throw unreachable(error)
         }
         let data = Data(buffer: try await response.body.collect(upTo: 16 * 1024 * 1024))
         guard (200..<300).contains(Int(response.status.code)) else {

@@ -22,7 +22,9 @@ enum ServePreflight {
                     restore the key from backup (docs/operations.md). A new key would make them unreadable, so none is created
                     """)
         }
+        _ = try OneTouchApplication.serverBuilder(configuration)
         try await checkListen(host: configuration.listenHost, port: configuration.listenPort)
+        if let host = configuration.hostListen { try await checkListen(host: host.host, port: host.port) }
     }
 
     /// Binds the listen address once and lets it go, so that an address in use is reported before the

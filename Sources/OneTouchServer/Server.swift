@@ -10,12 +10,21 @@ public enum OneTouchServer {
     /// Largest request body accepted: a 64 KiB log tail plus its JSON envelope.
     public static let maxBodyBytes = 80 * 1024
 
+    /// Which APIs a listener serves: both (one address), or one of them (`host_listen` gives the host
+    /// API an address of its own).
+    public enum APIs: Sendable { case both, admin, host }
+
     public static func router(
-        service: HostService, reconciler: Reconciler, adminTokens: [AdminToken]
+        service: HostService, reconciler: Reconciler, adminTokens: [AdminToken], serving apis: APIs = .both
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in "ok\n" }
+        if apis != .admin { addHostRoutes(to: router, service: service) }
+        if apis != .host { addAdminRoutes(to: router, service: service, reconciler: reconciler, adminTokens: adminTokens) }
+        return router
+    }
 
+    static func addHostRoutes(to router: Router<BasicRequestContext>, service: HostService) {
         // MARK: Host API
         // Every host API call carries the machine's boot secret; the first one presented binds the host.
         let claimHeader = HTTPFields.Element.Name("x-onetouch-claim")!
@@ -94,6 +103,11 @@ public enum OneTouchServer {
                 headers: [.cacheControl: "no-store"])
         }
 
+    }
+
+    static func addAdminRoutes(
+        to router: Router<BasicRequestContext>, service: HostService, reconciler: Reconciler, adminTokens: [AdminToken]
+    ) {
         // MARK: Admin API
         let admin = router.group("/v1/admin").add(middleware: AdminAuth(tokens: adminTokens))
         admin.post("/hosts") { request, _ in
@@ -154,7 +168,6 @@ public enum OneTouchServer {
             return try json(
                 .ok, try await cloudCall { try await reconciler.run(fix: true, includeUnknownHosts: body.includeUnknownHosts) })
         }
-        return router
     }
 
     // MARK: Helpers

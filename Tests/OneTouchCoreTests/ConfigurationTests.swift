@@ -40,6 +40,9 @@ struct ConfigurationTests {
         ("admin_tokens: s3cret", "admin_tokens", "never inline"),
         ("public_url: ftp://x", "public_url", "http:// or https://"),
         ("listen: nowhere", "listen", "HOST:PORT"),
+        ("listen: 0.0.0.0:8780", "listen", "without TLS sends admin and host tokens in clear"),
+        ("host_listen: 10.0.0.5:8781", "host_listen", "give `tls: {certificate: FILE, key: FILE}`"),
+        ("tls: {certificate: /etc/onetouch/cert.pem}", "tls", "give both `certificate:` and `key:`"),
         ("provider_typo: {}", "provider_typo", "unknown setting"),
         ("roles:\n  web: {instance_type: t3.small, volume_gb: 10}", "roles.web.volume_gb", "unknown setting"),
     ])
@@ -61,6 +64,19 @@ struct ConfigurationTests {
             #expect(error.reason.contains(reason), "\(error)")
             #expect(error.description.hasPrefix("onetouch.yaml: \(path): "))
         }
+    }
+
+    @Test func theHostAPIMayHaveItsOwnAddressAndPlainHTTPBeyondThisMachineNeedsTLSOrAnExplicitYes() throws {
+        let split = try Configuration.parse(yaml: Self.valid + "\nhost_listen: 127.0.0.1:9001", file: "onetouch.yaml")
+        #expect(split.hostListen?.host == "127.0.0.1" && split.hostListen?.port == 9001)
+        let tls = try Configuration.parse(
+            yaml: Self.valid.replacingOccurrences(of: "listen: 127.0.0.1:9000", with: "listen: 0.0.0.0:443")
+                + "\ntls: {certificate: cert.pem, key: key.pem}", file: "/etc/onetouch/onetouch.yaml")
+        #expect(tls.tls?.certificate == "/etc/onetouch/cert.pem", "relative to the configuration file")
+        let proxied = try Configuration.parse(
+            yaml: Self.valid.replacingOccurrences(of: "listen: 127.0.0.1:9000", with: "listen: 0.0.0.0:8780") + "\nallow_plain_http: true",
+            file: "onetouch.yaml")
+        #expect(proxied.allowPlainHTTP && proxied.tls == nil)
     }
 
     @Test func missingRequiredSectionIsNamed() {

@@ -31,6 +31,12 @@ public struct RepositoryCredential: Sendable, Equatable {
 public struct Configuration: Sendable {
     public var listenHost: String = "127.0.0.1"
     public var listenPort: Int = 8780
+    /// The host API on an address of its own (`host_listen`); `listen` then serves the admin API only.
+    public var hostListen: (host: String, port: Int)?
+    /// PEM files; when given, every listener speaks TLS.
+    public var tls: (certificate: String, key: String)?
+    /// Plain HTTP on an address other hosts can reach, on purpose (a TLS proxy in front).
+    public var allowPlainHTTP = false
     /// The URL hosts call back to (the host API).
     public var publicURL: String
     public var database: String
@@ -54,7 +60,8 @@ public struct Configuration: Sendable {
     public var file: String
 
     public static let topLevelKeys = [
-        "listen", "public_url", "database", "master_key_file", "admin_tokens", "domain", "concurrency", "timeouts",
+        "listen", "host_listen", "tls", "allow_plain_http", "public_url", "database", "master_key_file", "admin_tokens", "domain",
+        "concurrency", "timeouts",
         "retry", "config", "roles", "provider", "directory", "notifier",
     ]
 
@@ -85,11 +92,28 @@ public struct Configuration: Sendable {
         guard let url = URL(string: configuration.publicURL), url.scheme == "http" || url.scheme == "https", url.host != nil
         else { throw root.error("public_url", "expected an http:// or https:// URL the hosts can reach") }
         if let listen = try root.string("listen") {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
-                (0...65535).contains(port)
-            else { throw root.error("listen", "expected HOST:PORT, e.g. 127.0.0.1:8780, got '\(listen)'") }
-            configuration.listenHost = String(listen[..<colon])
-            configuration.listenPort = port
+            (configuration.listenHost, configuration.listenPort) = try Self.address(listen, key: "listen", in: root)
+        }
+        if let listen = try root.string("host_listen") {
+            configuration.hostListen = try Self.address(listen, key: "host_listen", in: root)
+        }
+        if let tls = try root.section("tls") {
+            try tls.rejectUnknownKeys(["certificate", "key"])
+            guard let certificate = try tls.path("certificate"), let key = try tls.path("key") else {
+                throw root.error("tls", "give both `certificate:` and `key:` (PEM files)")
+            }
+            configuration.tls = (certificate, key)
+        }
+        configuration.allowPlainHTTP = try root.bool("allow_plain_http") ?? false
+        // Admin and host tokens travel in every request: in clear only on this machine, unless told.
+        if configuration.tls == nil && !configuration.allowPlainHTTP {
+            for (key, host) in [("listen", configuration.listenHost), ("host_listen", configuration.hostListen?.host)] {
+                guard let host, !Self.isLoopback(host) else { continue }
+                throw root.error(
+                    key,
+                    "listening on \(host) without TLS sends admin and host tokens in clear over the network; give `tls: {certificate: FILE, key: FILE}`, or set `allow_plain_http: true` if a TLS proxy is in front"
+                )
+            }
         }
         configuration.concurrency = try root.int("concurrency", range: 1...10_000) ?? configuration.concurrency
         configuration.configBranch = try configRepo.string("branch") ?? configuration.configBranch
@@ -150,5 +174,16 @@ public struct Configuration: Sendable {
                 volumeGiB: try role.int("volume_gib", range: 1...16_384) ?? 10, playbook: playbook)
         }
         return configuration
+    }
+
+    static func address(_ text: String, key: String, in root: ConfigSection) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        else { throw root.error(key, "expected HOST:PORT, e.g. 127.0.0.1:8780, got '\(text)'") }
+        return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
+    }
+
+    /// Addresses only this machine can reach.
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 }
