@@ -58,7 +58,7 @@ struct HostWorkflowTests {
     @Test func happyPathVisitsEveryProvisioningStepInOrder() throws {
         var workflow = HostWorkflow()
         var visited: [HostState] = []
-        #expect(try workflow.apply(.begin) == .runStep(.provision))
+        #expect(try workflow.apply(.begin).runStep == .provision)
         while workflow.state != .ready {
             visited.append(workflow.state)
             if let step = workflow.state.step, step.isWaiting, case .running = workflow.state {
@@ -72,6 +72,50 @@ struct HostWorkflowTests {
                 .running(.provision), .running(.preregister), .running(.bootstrap), .waiting(.bootstrap),
                 .running(.attachVolume), .running(.configPull), .waiting(.configPull), .running(.complete),
             ])
+    }
+
+    typealias Effects = HostWorkflow.Effects
+
+    /// What each kind of move calls for: the decisions the engine and the service only carry out.
+    @Test(arguments: [
+        (HostState.pending, HostWorkflow.Input.begin, Effects(runStep: .provision)),
+        (.running(.provision), .stepSucceeded, Effects(runStep: .preregister)),
+        (.running(.bootstrap), .stepWaiting, Effects(runStep: .bootstrap)),
+        (.running(.complete), .stepSucceeded, Effects(wipeOneTimePassword: true)),
+        (.waiting(.configPull), .stepFailed(reason: "r"), Effects(wipeOneTimePassword: true)),
+        (.waiting(.configPull), .needsHuman(reason: "r"), Effects()),
+        (.paused(.provision, reason: "r"), .resume, Effects(runStep: .provision, staleReports: [.failed])),
+        (
+            .waiting(.bootstrap), .destroy,
+            Effects(runStep: .deregister, wipeOneTimePassword: true, revokeHostToken: true, staleReports: [.failed])
+        ),
+        (.destroying(.deleteVolume), .stepSucceeded, Effects(wipeOneTimePassword: true, revokeHostToken: true)),
+        (.destroying(.terminate), .stepFailed(reason: "r"), Effects(wipeOneTimePassword: true)),
+        (
+            .ready, .retry(from: .provision),
+            Effects(
+                runStep: .provision, startNextGeneration: true, preregisterAgain: true, verifyAgain: true,
+                staleReports: [.failed, .booted, .volumeMounted, .configured])
+        ),
+        (
+            .failed(.complete, reason: "r"), .retry(from: .preregister),
+            Effects(
+                runStep: .preregister, preregisterAgain: true, requestVolumeAgain: true, verifyAgain: true,
+                staleReports: [.failed, .booted, .volumeMounted, .configured])
+        ),
+        (
+            .failed(.attachVolume, reason: "r"), .retry(from: .attachVolume),
+            Effects(
+                runStep: .attachVolume, requestVolumeAgain: true, verifyAgain: true, staleReports: [.failed, .volumeMounted, .configured])
+        ),
+        (
+            .failed(.configPull, reason: "r"), .retry(from: .configPull),
+            Effects(runStep: .configPull, verifyAgain: true, staleReports: [.failed, .configured])
+        ),
+    ])
+    func eachMoveSaysWhatItCallsFor(state: HostState, input: HostWorkflow.Input, expected: Effects) throws {
+        var workflow = HostWorkflow(state: state)
+        #expect(try workflow.apply(input) == expected)
     }
 
     @Test func refusedTransitionSaysWhatAndFromWhere() {

@@ -375,16 +375,14 @@ public final class Engine: Service, Sendable {
             attempt.outcome = .succeeded
             update.attempt = attempt
             if facts != previousFacts { update.facts = facts }
-            _ = try workflow.apply(.stepSucceeded)
+            let effects = try workflow.apply(.stepSucceeded)
             update.state = workflow.state
             update.eventReason = "\(step.rawValue) done" + cleared
             update.nextAt = .some(workflow.state.isUnfinished ? now : nil)
             if workflow.state == .ready {
                 logger.info("Host ready", metadata: ["host.id": "\(host.id)", "host.name": "\(host.name)"])
             }
-            if workflow.state == .destroyed { update.revokeToken = true }
-            // The one-time password is wiped with the transition that ends its use.
-            update.wipeOneTimePassword = workflow.state == .ready || workflow.state == .destroyed
+            update.carryOut(effects)
             if !workflow.state.isUnfinished { specs.withLock { _ = $0.removeValue(forKey: host.id) } }
             return try await commit(host, update, entering: workflow.state, facts: facts)
         case .wait(let facts):
@@ -485,10 +483,10 @@ public final class Engine: Service, Sendable {
             logger.info("Still paused", metadata: ["host.id": "\(host.id)", "step": "\(step.rawValue)", "reason": "\(message)"])
             return
         }
-        _ = try workflow.apply(errorClass == .needsHuman ? .needsHuman(reason: message) : .stepFailed(reason: message))
+        let effects = try workflow.apply(errorClass == .needsHuman ? .needsHuman(reason: message) : .stepFailed(reason: message))
         update.state = workflow.state
         update.eventReason = message
-        update.wipeOneTimePassword = errorClass == .permanent
+        update.carryOut(effects)
         try await store.update(host, update, now: now)
         specs.withLock { _ = $0.removeValue(forKey: host.id) }
         if let recheck { await scheduler.schedule(host.id, at: recheck) }

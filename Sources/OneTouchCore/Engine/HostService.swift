@@ -176,7 +176,8 @@ public final class HostService: Sendable {
         _ host: HostRecord, _ input: HostWorkflow.Input, actor: String, keepVolume: Bool? = nil, note: String? = nil
     ) async throws -> HostRecord {
         var workflow = HostWorkflow(state: host.hostState)
-        do { _ = try workflow.apply(input) } catch {
+        let effects: HostWorkflow.Effects
+        do { effects = try workflow.apply(input) } catch {
             throw ServiceError(.conflict, "\(host.name): \(error.description)")
         }
         var update = Store.HostUpdate()
@@ -185,37 +186,29 @@ public final class HostService: Sendable {
         update.eventReason = [input.verb + " requested", note].compactMap { $0 }.joined(separator: "; ")
         update.nextAt = .some(clock.now)
         update.keepVolume = keepVolume
-        if case .destroy = input {
-            // A host being torn down has nothing more to say or fetch: close the host API to it now.
-            update.revokeToken = true
-            update.wipeOneTimePassword = true
-        }
+        // What the move calls for, as the workflow says.
+        update.carryOut(effects)
         var facts = host.decodedFacts
         let latest = try store.latestReportID(hostID: host.id)
-        var floors = facts.reportFloors ?? [:]
-        floors[ReportRecord.Stage.failed.rawValue] = latest
-        if case .retry(let from) = input {
-            let ownsDirectoryEntry = facts.directoryBaseline != nil || facts.replaceDirectoryEntry == true
-            if from == .provision {
-                update.startNextGeneration(of: host, secrets: secrets, latestReportID: latest)
-                facts = HostFacts()
-            }
-            if from <= .preregister && ownsDirectoryEntry { facts.replaceDirectoryEntry = true }
-            if from > .provision && from <= .attachVolume {
-                // Look the volume up again (by its tags) and, if none is left, request it under a new
-                // key: the cloud may have rolled the last one back.
-                facts.volumeID = nil
-                facts.volumeRound = (facts.volumeRound ?? 1) + 1
-            }
-            for (stage, waitedFrom) in [
-                (ReportRecord.Stage.booted, Step.bootstrap), (.volumeMounted, .attachVolume), (.configured, .configPull),
-            ]
-            where from <= waitedFrom {
-                floors[stage.rawValue] = latest
-            }
-            if from <= .preregister { facts.directoryBaseline = nil }
-            if from <= .complete { facts.enrolled = nil; facts.readyAnnounced = nil }
+        let ownsDirectoryEntry = facts.directoryBaseline != nil || facts.replaceDirectoryEntry == true
+        if effects.startNextGeneration {
+            update.startNextGeneration(of: host, secrets: secrets, latestReportID: latest)
+            facts = HostFacts()
         }
+        if effects.preregisterAgain {
+            if ownsDirectoryEntry { facts.replaceDirectoryEntry = true }
+            facts.directoryBaseline = nil
+        }
+        if effects.requestVolumeAgain {
+            facts.volumeID = nil
+            facts.volumeRound = (facts.volumeRound ?? 1) + 1
+        }
+        if effects.verifyAgain {
+            facts.enrolled = nil
+            facts.readyAnnounced = nil
+        }
+        var floors = facts.reportFloors ?? [:]
+        for stage in effects.staleReports { floors[stage.rawValue] = latest }
         facts.reportFloors = floors
         update.facts = facts
         let updated: HostRecord

@@ -166,6 +166,13 @@ extension Store {
         public var newAttempt: NewAttempt?
         public init() {}
 
+        /// The effects of a transition that are a matter of the host's row: the token and the password.
+        /// (The others change facts, generation and report floors, which their caller knows.)
+        public mutating func carryOut(_ effects: HostWorkflow.Effects) {
+            revokeToken = revokeToken || effects.revokeHostToken
+            wipeOneTimePassword = wipeOneTimePassword || effects.wipeOneTimePassword
+        }
+
         /// The host's next generation: a new VM under a new launch key, a new host token, and every
         /// report so far stale. The caller decides which facts carry over.
         public mutating func startNextGeneration(of host: HostRecord, secrets: SecretBox, latestReportID: Int64) {

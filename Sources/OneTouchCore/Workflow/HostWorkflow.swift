@@ -1,6 +1,9 @@
 /// The host lifecycle as a pure value: it decides, the engine acts. No I/O, clock or logger inside.
 ///
-/// Every move is checked against `HostWorkflow.transitions`, the one table of allowed moves.
+/// Every move is checked against `HostWorkflow.transitions`, the one table of allowed moves, and
+/// `apply` returns the `Effects` the move calls for (wipe the password, close the token, start a
+/// generation, …). The engine and `HostService` carry them out in the same commit as the new state;
+/// they decide none of them themselves.
 public struct HostWorkflow: Sendable, Equatable {
     public private(set) var state: HostState
 
@@ -26,10 +29,41 @@ public struct HostWorkflow: Sendable, Equatable {
         case destroy
     }
 
-    /// What the engine should do after a transition.
-    public enum Action: Sendable, Equatable {
-        case runStep(Step)
-        case none
+    /// What a transition calls for besides the new state.
+    public struct Effects: Sendable, Equatable {
+        /// The step the engine runs next (nil: none until something happens).
+        public var runStep: Step?
+        /// Wipe the one-time password: its use has ended (ready, failed for good, torn down).
+        public var wipeOneTimePassword = false
+        /// Close the host API to the host's token (torn down: the host has nothing more to say).
+        public var revokeHostToken = false
+        /// A new machine under a new launch key, host token and report floor; what the facts say about
+        /// the old machine no longer holds.
+        public var startNextGeneration = false
+        /// Pre-register again: the directory baseline is stale, and an entry this host made may be replaced.
+        public var preregisterAgain = false
+        /// Look the data volume up again and, if none is left, request it under a new key (the cloud may
+        /// have rolled the last one back).
+        public var requestVolumeAgain = false
+        /// Verify enrollment and announce again (anything from a retry on).
+        public var verifyAgain = false
+        /// Reports of these stages so far are stale: only newer ones count.
+        public var staleReports: Set<ReportRecord.Stage> = []
+
+        public init(
+            runStep: Step? = nil, wipeOneTimePassword: Bool = false, revokeHostToken: Bool = false, startNextGeneration: Bool = false,
+            preregisterAgain: Bool = false, requestVolumeAgain: Bool = false, verifyAgain: Bool = false,
+            staleReports: Set<ReportRecord.Stage> = []
+        ) {
+            self.runStep = runStep
+            self.wipeOneTimePassword = wipeOneTimePassword
+            self.revokeHostToken = revokeHostToken
+            self.startNextGeneration = startNextGeneration
+            self.preregisterAgain = preregisterAgain
+            self.requestVolumeAgain = requestVolumeAgain
+            self.verifyAgain = verifyAgain
+            self.staleReports = staleReports
+        }
     }
 
     public struct InvalidTransition: Error, Equatable, CustomStringConvertible {
@@ -50,23 +84,51 @@ public struct HostWorkflow: Sendable, Equatable {
         .destroyed: [],
     ]
 
-    /// Applies an input and returns what the engine must do next.
-    public mutating func apply(_ input: Input) throws(InvalidTransition) -> Action {
+    /// Applies an input and returns what the move calls for.
+    @discardableResult
+    public mutating func apply(_ input: Input) throws(InvalidTransition) -> Effects {
         let target = try nextState(for: input)
         guard Self.transitions[state.kind, default: []].contains(target.kind) else {
             throw InvalidTransition(from: state, input: input.verb)
         }
         state = target
-        return Self.action(for: target)
+        return Self.effects(of: input, reaching: target)
     }
 
-    /// The action a state calls for, also used when the engine resumes a host after a restart.
-    public static func action(for state: HostState) -> Action {
-        switch state {
-        case .pending: .runStep(Step.provisioning[0])
-        case .running(let s), .waiting(let s), .destroying(let s): .runStep(s)
-        case .ready, .failed, .paused, .destroyed: .none
+    private static func effects(of input: Input, reaching target: HostState) -> Effects {
+        var effects = Effects()
+        switch target {
+        case .pending: effects.runStep = Step.provisioning[0]
+        case .running(let s), .waiting(let s), .destroying(let s): effects.runStep = s
+        case .ready, .failed, .paused, .destroyed: break
         }
+        switch (input, target) {
+        case (_, .ready):
+            effects.wipeOneTimePassword = true
+        case (_, .destroyed), (.destroy, _):
+            // Torn down (or about to be): nothing more to fetch or say.
+            effects.wipeOneTimePassword = true
+            effects.revokeHostToken = true
+        case (.stepFailed, _):
+            effects.wipeOneTimePassword = true  // a failure for good ends the password's use
+        default:
+            break
+        }
+        // A person's command makes earlier failure reports stale.
+        switch input {
+        case .resume, .destroy: effects.staleReports = [.failed]
+        case .retry(let from):
+            effects.staleReports = [.failed]
+            if from <= .bootstrap { effects.staleReports.insert(.booted) }
+            if from <= .attachVolume { effects.staleReports.insert(.volumeMounted) }
+            if from <= .configPull { effects.staleReports.insert(.configured) }
+            effects.startNextGeneration = from == .provision
+            effects.preregisterAgain = from <= .preregister
+            effects.requestVolumeAgain = from > .provision && from <= .attachVolume
+            effects.verifyAgain = true
+        default: break
+        }
+        return effects
     }
 
     private func nextState(for input: Input) throws(InvalidTransition) -> HostState {
