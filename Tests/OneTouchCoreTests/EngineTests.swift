@@ -266,6 +266,30 @@ struct EngineTests {
         #expect(bed.directoryService.calls("remove") == 0)
     }
 
+    @Test func factsThatCannotBeReadFailTheHostInsteadOfForgettingItsVM() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let host = try await bed.create("web-01")
+        for _ in 0..<10 { await bed.engine.runUntilIdle() }
+        #expect(try bed.host("web-01").hostState == .waiting(.bootstrap))
+        // A damaged row: the instance id is a number.
+        try await bed.store.pool.write { db in
+            try db.execute(sql: #"UPDATE hosts SET facts = '{"instanceID": 5}', version = version + 1 WHERE id = ?"#, arguments: [host.id])
+        }
+        try await bed.restart()
+        try await bed.settle()
+        let reason = try bed.failedReason("web-01", at: .bootstrap)
+        #expect(reason.contains("(its facts in the database) cannot be read"))
+        #expect(reason.contains("onetouch retry web-01 --from provision"))
+        #expect(bed.cloud.instancesCreated == 1, "no second VM")
+        await #expect(throws: ServiceError.self) { try await bed.service.resume("web-01", actor: "test") }
+        // Destroy still works: teardown finds the VM through the ledger and its tags.
+        _ = try await bed.service.destroy("web-01", keepVolume: false, actor: "test")
+        try await bed.settle()
+        #expect(try bed.host("web-01").hostState == .destroyed)
+        #expect(bed.cloud.allInstances.allSatisfy { $0.state == .terminated })
+    }
+
     @Test func destroyKeepVolumeKeepsTheVolume() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

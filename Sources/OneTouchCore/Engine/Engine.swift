@@ -303,7 +303,17 @@ public final class Engine: Service, Sendable {
         let spec = try self.spec(of: host)
         var attempt = attempt
         let now = clock.now
-        let facts = known ?? host.decodedFacts
+        let facts: HostFacts
+        do { facts = try known ?? host.readFacts() } catch let error as UnreadableFacts {
+            try await finish(
+                host, step: step, attempt: &attempt,
+                error: .permanent(
+                    error.description,
+                    hint:
+                        "restore the database from a backup, or run `onetouch retry \(spec.name) --from provision` for a new machine (look for the old one with `onetouch reconcile`)"
+                ), spec: spec)
+            return nil
+        }
         var context = StepContext(host: host, spec: spec, facts: facts, attempt: attempt, now: now, services: services)
         context.mayHaveRunBefore = !(fresh && attempt.attempt == 1)
         let outcome: StepOutcome

@@ -188,9 +188,22 @@ public final class HostService: Sendable {
         update.keepVolume = keepVolume
         // What the move calls for, as the workflow says.
         update.carryOut(effects)
-        var facts = host.decodedFacts
+        // Unreadable facts stop a move that needs them. A new generation needs none, and teardown finds
+        // what the host made through its ledger, tags and launch keys.
+        var facts: HostFacts
+        do { facts = try host.readFacts() } catch {
+            guard effects.startNextGeneration || effects.revokeHostToken else {
+                throw ServiceError(
+                    .conflict,
+                    "\(error.description); `onetouch retry \(host.name) --from provision` (a new machine) or `onetouch destroy \(host.name)` can go on"
+                )
+            }
+            logger.warning("Unreadable facts replaced", metadata: ["host.id": "\(host.id)", "command": "\(input.verb)"])
+            facts = HostFacts()
+        }
         let latest = try store.latestReportID(hostID: host.id)
-        let ownsDirectoryEntry = facts.directoryBaseline != nil || facts.replaceDirectoryEntry == true
+        let madeDirectoryEntry = try !store.resources(hostID: host.id, kind: .directoryEntry).isEmpty
+        let ownsDirectoryEntry = facts.directoryBaseline != nil || facts.replaceDirectoryEntry == true || madeDirectoryEntry
         if effects.startNextGeneration {
             update.startNextGeneration(of: host, secrets: secrets, latestReportID: latest)
             facts = HostFacts()

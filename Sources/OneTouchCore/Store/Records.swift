@@ -101,8 +101,27 @@ public struct HostRecord: Sendable, Codable, Equatable, FetchableRecord, Persist
         decodedFacts.reportFloor(for: stage, hostFloor: reportFloor)
     }
 
+    /// The facts for display (views, Slack, reconcile): empty if they cannot be read. Whatever acts on
+    /// them (the engine, a retry) uses `readFacts()`, which refuses instead.
     public var decodedFacts: HostFacts {
-        (try? JSON.decoder.decode(HostFacts.self, from: Data(facts.utf8))) ?? HostFacts()
+        (try? readFacts()) ?? HostFacts()
+    }
+
+    /// The facts, or `UnreadableFacts`: never silently empty, which would make a step forget the VM,
+    /// volume or directory entry it already made.
+    public func readFacts() throws(UnreadableFacts) -> HostFacts {
+        do { return try JSON.decoder.decode(HostFacts.self, from: Data(facts.utf8)) } catch {
+            throw UnreadableFacts(hostName: name, detail: "\(error)")
+        }
+    }
+}
+
+/// A host's facts in the database cannot be decoded (a damaged or hand-edited row).
+public struct UnreadableFacts: Error, CustomStringConvertible {
+    public let hostName: String
+    public let detail: String
+    public var description: String {
+        "what onetouch knows about \(hostName) (its facts in the database) cannot be read (\(detail.prefix(300))); nothing was done, so nothing it made is forgotten"
     }
 }
 
