@@ -33,7 +33,7 @@ struct HostWorkflowTests {
             return s.isTeardown ? .destroying(s) : .running(s)
         case (.failed(let s, _), .retry(let from)), (.paused(let s, _), .retry(let from)):
             return !s.isTeardown && from <= s ? .running(from) : nil
-        case (.ready, .retry(let from)): return from.isTeardown ? nil : .running(from)
+        case (.ready, .retry(let from)): return from == .provision ? .running(from) : nil
         case (.destroying, .destroy), (.destroyed, .destroy): return nil
         case (_, .destroy): return .destroying(.deregister)
         default: return nil
@@ -81,7 +81,7 @@ struct HostWorkflowTests {
         (HostState.pending, HostWorkflow.Input.begin, Effects(runStep: .provision)),
         (.running(.provision), .stepSucceeded, Effects(runStep: .preregister)),
         (.running(.bootstrap), .stepWaiting, Effects(runStep: .bootstrap)),
-        (.running(.complete), .stepSucceeded, Effects(wipeOneTimePassword: true)),
+        (.running(.complete), .stepSucceeded, Effects(wipeOneTimePassword: true, revokeHostToken: true)),
         (.waiting(.configPull), .stepFailed(reason: "r"), Effects(wipeOneTimePassword: true)),
         (.waiting(.configPull), .needsHuman(reason: "r"), Effects()),
         (.paused(.provision, reason: "r"), .resume, Effects(runStep: .provision, staleReports: [.failed])),

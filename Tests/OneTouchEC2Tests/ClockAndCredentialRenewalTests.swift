@@ -247,7 +247,8 @@ struct ProcessCredentialsTests {
             guard case AWSCredentialsError.invalid(_, let reason) = error else { return false }
             return reason.contains("did not finish within")
         }
-        #expect(ContinuousClock.now - started < .seconds(10))
+        // Stopped, not run to its end: well under the program's 30 s even on a loaded machine (12 s seen).
+        #expect(ContinuousClock.now - started < .seconds(25))
     }
 
     @Test func aFailingProcessIsReportedWithItsErrorsButNeverItsOutput() async throws {

@@ -40,16 +40,26 @@ struct HostProtocolV2Tests: APITest {
         }
     }
 
-    @Test func theVolumeIsStillAnsweredAfterReady() async throws {
+    @Test func theBootstrapTokenStopsWorkingAtReady() async throws {
         try await withServer { bed, client in
             let created = try await bed.create("web-01")
             try await bed.settle()
             #expect(try bed.host("web-01").hostState == .ready)
-            try await client.execute(uri: "/v1/hosts/\(created.id)/volume", method: .get, headers: bearer(try bed.tokenFor(created))) {
-                #expect($0.status == .ok)
-                #expect(String(buffer: $0.body).contains("vol-"))
+            #expect(try bed.host("web-01").tokenHash == nil)
+            // Every route: the bootstrap (401: token revoked, host ready or destroyed) stops there.
+            for (method, path) in [
+                (HTTPRequest.Method.get, "volume"), (.get, "task"), (.get, "enrollment"), (.get, "config-credential"), (.post, "claim"),
+            ] {
+                try await client.execute(uri: "/v1/hosts/\(created.id)/\(path)", method: method, headers: bearer(try bed.tokenFor(created)))
+                {
+                    #expect($0.status == .unauthorized, "\(path)")
+                }
             }
-            #expect(try await task(client, created.id, try bed.tokenFor(created)).step == "done")
+            // Nothing can make a ready host's machine run a step again: only a new machine.
+            await #expect(throws: ServiceError.self) { try await bed.service.retry("web-01", from: .configPull, actor: "test") }
+            do { _ = try await bed.service.retry("web-01", from: .configPull, actor: "test") } catch {
+                #expect("\(error)".contains("fix the configuration there, or run `onetouch retry web-01 --from provision`"))
+            }
         }
     }
 
@@ -94,11 +104,8 @@ struct HostProtocolV2Tests: APITest {
             #expect(try service.repositoryCredential(hostID: created.id, token: token)?.secret.reveal() == "deploy-key-text")
             try await bed.settle()
             #expect(try bed.host("web-01").hostState == .ready)
-            // Whoever reads a ready host's user-data has its token; the deploy key is no longer served.
-            #expect(
-                throws: ServiceError(
-                    .gone, "the repository credential is served only while the host is set up; the host keeps its copy in /etc/onetouch")
-            ) {
+            // Whoever reads a ready host's user-data has its token, which no longer works.
+            #expect(throws: ServiceError(.unauthorized, "unknown host or invalid token")) {
                 try service.repositoryCredential(hostID: created.id, token: token)
             }
         }

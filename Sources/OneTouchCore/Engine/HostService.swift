@@ -138,6 +138,12 @@ public final class HostService: Sendable {
         guard !step.isTeardown else {
             throw ServiceError(.invalid, "\(step.rawValue) is a teardown step; use `onetouch destroy \(name)`")
         }
+        if host.hostState == .ready && step != .provision {
+            throw ServiceError(
+                .conflict,
+                "\(name) is ready, and a ready host's machine no longer talks to onetouch (its token closed at ready), so it cannot run \(step.rawValue) again. It pulls its configuration from git every \(Int(renderer.pullPeriod.seconds) / 60) minutes: fix the configuration there, or run `onetouch retry \(name) --from provision` for a new machine"
+            )
+        }
         if step > .preregister, let current = host.hostState.step, try otpLost(host, step: current) {
             return try await move(
                 host, .retry(from: .preregister), actor: actor,

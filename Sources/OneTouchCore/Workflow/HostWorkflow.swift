@@ -35,7 +35,7 @@ public struct HostWorkflow: Sendable, Equatable {
         public var runStep: Step?
         /// Wipe the one-time password: its use has ended (ready, failed for good, torn down).
         public var wipeOneTimePassword = false
-        /// Close the host API to the host's token (torn down: the host has nothing more to say).
+        /// Close the host API to the host's token (ready: set up; torn down: nothing more to say).
         public var revokeHostToken = false
         /// A new machine under a new launch key, host token and report floor; what the facts say about
         /// the old machine no longer holds.
@@ -104,7 +104,9 @@ public struct HostWorkflow: Sendable, Equatable {
         }
         switch (input, target) {
         case (_, .ready):
+            // Set up: the host's bootstrap token has done its job and stops working.
             effects.wipeOneTimePassword = true
+            effects.revokeHostToken = true
         case (_, .destroyed), (.destroy, _):
             // Torn down (or about to be): nothing more to fetch or say.
             effects.wipeOneTimePassword = true
@@ -161,7 +163,8 @@ public struct HostWorkflow: Sendable, Equatable {
             guard !step.isTeardown, !from.isTeardown, from <= step else { throw invalid }
             return .running(from)
         case (.ready, .retry(let from)):
-            guard !from.isTeardown else { throw invalid }
+            // A ready host's token is closed: only a new machine (a new generation) can run steps again.
+            guard from == .provision else { throw invalid }
             return .running(from)
 
         case (.destroying, .destroy), (.destroyed, .destroy):
