@@ -43,14 +43,7 @@ public struct OneTouchApplication {
         crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
     ) throws {
         // What can be refused is read before anything is written (the database, the master key).
-        let tokens = try Self.adminTokens(configuration.adminTokens, configFile: configuration.file, environment: environment)
-        let repositoryCredential = try configuration.repositoryCredential.map { credential in
-            do {
-                return RepositoryCredential(kind: credential.kind, secret: try credential.source.load(environment: environment))
-            } catch let error as ConfigurationError {
-                throw ConfigurationError(file: configuration.file, path: "config.credential", reason: error.reason)
-            }
-        }
+        let (tokens, repositoryCredential) = try Self.loadSecrets(configuration, environment: environment)
         let store = try Store(path: configuration.database)
         let secrets = SecretBox(
             masterKey: try SecretBox.loadOrCreateMasterKey(at: configuration.masterKeyFile, mayCreate: try !store.holdsHosts()))
@@ -86,6 +79,22 @@ public struct OneTouchApplication {
         self.announcer = try Self.wireSlack(
             adapters.slack, router: router, service: service, configuration: configuration,
             adminTokens: tokens, clock: clock, owner: owner ?? ProcessLease.owner, logger: logger)
+    }
+
+    /// The admin tokens and the repository credential the configuration names; a problem is reported
+    /// under the key that names the source.
+    static func loadSecrets(_ configuration: Configuration, environment: [String: String]) throws -> (
+        [AdminToken], RepositoryCredential?
+    ) {
+        let tokens = try adminTokens(configuration.adminTokens, configFile: configuration.file, environment: environment)
+        let repositoryCredential = try configuration.repositoryCredential.map { credential in
+            do {
+                return RepositoryCredential(kind: credential.kind, secret: try credential.source.load(environment: environment))
+            } catch let error as ConfigurationError {
+                throw ConfigurationError(file: configuration.file, path: "config.credential", reason: error.reason)
+            }
+        }
+        return (tokens, repositoryCredential)
     }
 
     /// Admin tokens as `AdminTokens` reads them (the CLI reads its token the same way); a problem is

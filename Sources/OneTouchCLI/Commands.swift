@@ -15,7 +15,7 @@ public struct OneTouch: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, Create.self, Status.self, List.self, Events.self, Resume.self, Retry.self, Destroy.self,
-            Render.self, Reconcile.self,
+            Render.self, Reconcile.self, ConfigCommand.self,
         ])
 
     public init() {}
@@ -143,6 +143,42 @@ struct Serve: AsyncParsableCommand {
         } catch let error as LeaseHeld {
             throw AdminClient.Failure(exitCode: 1, description: error.description)
         }
+    }
+}
+
+// MARK: config check
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Work with serve's configuration file.", subcommands: [ConfigCheck.self])
+}
+
+struct ConfigCheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check a configuration as `onetouch serve` would, without starting anything or writing a file.",
+        discussion: """
+            Reads the file, the admin tokens, the repository credential, the TLS certificate and every adapter's \
+            settings, and looks at the database and the master key, and says what serve would refuse, with \
+            serve's own message (exit 2 for the configuration, 1 for the files beside it). The listen address \
+            is not bound: a serve running on it is no reason to refuse the file.
+            """)
+
+    @Argument(help: "The YAML configuration file.")
+    var file: String
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let configuration = try Configuration.load(file: file)
+        _ = try OneTouchApplication.loadSecrets(configuration, environment: environment)
+        try await ServePreflight.check(configuration, listen: false)
+        let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: Logger(label: "check"))
+        let roles = configuration.roles.keys.sorted().joined(separator: ", ")
+        let provider = try configuration.provider.requiredString("kind")
+        let directory = try configuration.directory.requiredString("kind")
+        Output.line(
+            "\(file): serve would start with it (provider \(provider), directory \(directory), notifier \(adapters.slack == nil ? "log" : "slack"), roles \(roles), database \(configuration.database))"
+        )
     }
 }
 

@@ -7,7 +7,7 @@ import OneTouchCore
 /// master key is created when missing; the engine starts driving hosts): each refusal names the file
 /// or address and what to do.
 enum ServePreflight {
-    static func check(_ configuration: Configuration) async throws {
+    static func check(_ configuration: Configuration, listen: Bool = true) async throws {
         let database: ExistingDatabase
         do { database = try ExistingDatabase.inspect(configuration.database) } catch let error as StoreOpenError {
             throw AdminClient.Failure(
@@ -23,6 +23,7 @@ enum ServePreflight {
                     """)
         }
         _ = try OneTouchApplication.serverBuilder(configuration)
+        guard listen else { return }
         try await checkListen(host: configuration.listenHost, port: configuration.listenPort)
         if let host = configuration.hostListen { try await checkListen(host: host.host, port: host.port) }
     }

@@ -67,6 +67,17 @@ struct ServeStartTests {
                 ])
         }
 
+        /// `onetouch config check` on the same file and environment.
+        func check() async throws -> (status: Int32, stdout: String, stderr: String) {
+            try write()
+            return try await Child.run(
+                "onetouch", ["config", "check", config],
+                environment: [
+                    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": folder + "/no-aws-config",
+                    "AWS_SHARED_CREDENTIALS_FILE": folder + "/no-aws-credentials",
+                ])
+        }
+
         /// Nothing was created beside the configuration: no database, no master key.
         func expectNothingWritten(sourceLocation: SourceLocation = #_sourceLocation) {
             #expect(!FileManager.default.fileExists(atPath: database), "database created", sourceLocation: sourceLocation)
@@ -74,6 +85,28 @@ struct ServeStartTests {
         }
 
         func remove() { try? FileManager.default.removeItem(atPath: folder) }
+    }
+
+    @Test func configCheckSaysWhatServeWouldRefuseWithServesWordsAndWritesNothing() async throws {
+        var setup = try Setup()
+        defer { setup.remove() }
+        let good = try await setup.check()
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.contains("serve would start with it (provider ec2, directory mit, notifier log, roles web"))
+        setup.expectNothingWritten()
+
+        setup.endpoint = "ftp://ec2.example.test"
+        let (check, serve) = (try await setup.check(), try await setup.serve())
+        #expect(check.status == 2 && serve.status == 2)
+        #expect(check.stderr == serve.stderr, "the same words")
+        #expect(check.stderr.contains("provider.endpoint: invalid EC2 endpoint URL"))
+
+        setup.endpoint = "http://127.0.0.1:9"
+        chmod(setup.tokenFile, 0o640)
+        let open = try await setup.check()
+        #expect(open.status == 2)
+        #expect(open.stderr.contains("admin_tokens: the token file \(setup.tokenFile) is open to others (mode 640)"))
+        setup.expectNothingWritten()
     }
 
     @Test func aBadEndpointIsReportedUnderProviderEndpoint() async throws {
