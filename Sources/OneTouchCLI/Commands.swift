@@ -127,7 +127,9 @@ struct Serve: AsyncParsableCommand {
     func run(crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?) async throws {
         let environment = ProcessInfo.processInfo.environment
         let configuration = try Configuration.load(file: config)
-        let logger = ServeLog.logger(level: Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info)
+        let logger = ServeLog.logger(
+            level: Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info,
+            format: ServeLog.Format(rawValue: configuration.logFormat) ?? .text)
         try await ServePreflight.check(configuration)
         let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: logger)
         // One driver: nothing writes the database or the master key before this lock is held.

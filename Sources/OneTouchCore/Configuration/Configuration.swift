@@ -37,6 +37,8 @@ public struct Configuration: Sendable {
     public var tls: (certificate: String, key: String)?
     /// Plain HTTP on an address other hosts can reach, on purpose (a TLS proxy in front).
     public var allowPlainHTTP = false
+    /// `text` (readable) or `json` (one object a line, for log shippers).
+    public var logFormat = "text"
     /// The URL hosts call back to (the host API).
     public var publicURL: String
     public var database: String
@@ -60,7 +62,8 @@ public struct Configuration: Sendable {
     public var file: String
 
     public static let topLevelKeys = [
-        "listen", "host_listen", "tls", "allow_plain_http", "public_url", "database", "master_key_file", "admin_tokens", "domain",
+        "listen", "host_listen", "tls", "allow_plain_http", "log_format", "public_url", "database", "master_key_file", "admin_tokens",
+        "domain",
         "concurrency", "timeouts",
         "retry", "config", "roles", "provider", "directory", "notifier",
     ]
@@ -105,6 +108,10 @@ public struct Configuration: Sendable {
             configuration.tls = (certificate, key)
         }
         configuration.allowPlainHTTP = try root.bool("allow_plain_http") ?? false
+        if let format = try root.string("log_format") {
+            guard ["text", "json"].contains(format) else { throw root.error("log_format", "expected text or json, got '\(format)'") }
+            configuration.logFormat = format
+        }
         // Admin and host tokens travel in every request: in clear only on this machine, unless told.
         if configuration.tls == nil && !configuration.allowPlainHTTP {
             for (key, host) in [("listen", configuration.listenHost), ("host_listen", configuration.hostListen?.host)] {

@@ -141,6 +141,9 @@ public struct RepositoryCredentialBody: Sendable, Codable, Equatable {
 /// Dates without a fraction are read too.
 public enum APIDates {
     static let withMilliseconds = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    /// `2026-11-27T17:00:48.123Z`.
+    public static func format(_ date: Date) -> String { withMilliseconds.format(date) }
     static let wholeSeconds = Date.ISO8601FormatStyle()
 
     public static func encoder() -> JSONEncoder {
