@@ -32,9 +32,12 @@ public struct HostResource: Sendable, Equatable {
 }
 
 extension Store {
-    /// Adds what `facts` say the host made to the ledger (already known rows stay as they are).
+    /// Adds what `facts` say the host made to the ledger (already known rows stay as they are). What
+    /// the row's previous facts already named was recorded with them, so only new names cost a statement.
     static func record(_ facts: HostFacts, of host: HostRecord, generation: Int, now: Date, db: Database) throws {
-        let made = HostResource.made(by: facts, name: host.name)
+        let made = HostResource.made(by: facts, name: host.name).filter { kind, id in
+            kind == .directoryEntry ? !host.facts.contains("\"directoryBaseline\"") : !host.facts.contains("\"\(id)\"")
+        }
         guard !made.isEmpty else { return }
         let statement = try db.cachedStatement(
             sql: """
