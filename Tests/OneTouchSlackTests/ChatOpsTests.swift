@@ -203,10 +203,11 @@ struct ChatOpsTests {
         let rig = try Rig(allow: [:])
         let started = ContinuousClock.now
         let reply = await rig.chatOps.answer(within: .milliseconds(200), responseURL: URL(string: "https://slack.test/commands/T/1/late")) {
-            try? await Task.sleep(for: .milliseconds(600))
+            try? await Task.sleep(for: .seconds(3))
             return SlackReply(text: "finished late")
         }
-        #expect((ContinuousClock.now - started).milliseconds < 500)
+        // Answered at its 200 ms deadline, long before the 3 s of work end (a loaded machine answered in 650 ms).
+        #expect(ContinuousClock.now - started < .seconds(2))
         #expect(reply.text.hasPrefix("Under way"))
         try await eventually("the late answer") { rig.harness.slack.responses.count == 1 }
         #expect(rig.harness.slack.responses[0]["text"]?.string == "finished late")
@@ -222,7 +223,7 @@ struct ChatOpsTests {
                 #expect(status == .ok)
                 slowest = max(slowest, ContinuousClock.now - started)
             }
-            #expect(slowest < .seconds(1), "slowest answer \(slowest)")
+            #expect(slowest < .seconds(3), "slowest answer \(slowest): Slack gives up after 3 s")
         }
     }
 
