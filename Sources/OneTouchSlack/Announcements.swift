@@ -163,6 +163,8 @@ enum Announcements {
         switch actor {
         case "admin": "the CLI"
         case "engine": "onetouch"
+        // The admin token that acted, by its name (`admin_tokens`).
+        case let named where named.hasPrefix("admin:"): "the CLI as \(named.dropFirst(6))"
         default: actor.hasPrefix("slack:") ? "Slack user \(actor.dropFirst(6))" : actor
         }
     }

@@ -124,6 +124,11 @@ struct AnnouncementTests {
         #expect(text == "retry requested &lt;!channel&gt; &lt;https://evil|click&gt; by the CLI")
     }
 
+    @Test func aCommandNamesTheAdminTokenThatGaveIt() {
+        let message = Announcements.command(host, reason: "destroy requested", actor: "admin:alice", key: "k")
+        #expect(message.blocks[0]["elements"]?.array?.first?["text"]?.string == "destroy requested by the CLI as alice")
+    }
+
     @Test func durationsReadLikeACountdown() {
         #expect(formatDuration(42) == "42s")
         #expect(formatDuration(252) == "4m12s")

@@ -8,6 +8,7 @@ acts on signed, fresh, first-time requests from people allowed to.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -146,7 +147,7 @@ def test_one_thread_per_host_follows_the_steps_and_ends_ready_then_destroyed(bas
         parents, replies = threads(messages)
         web02 = next(h for h in hosts if h["name"] == "web-02")
         assert [key(m).rsplit("-", 1)[1] for m in replies[web02["id"]]] == ["ready", "command", "destroyed"]
-        assert replies[web02["id"]][1]["text"].endswith("destroy requested (the CLI)")
+        assert re.search(r"destroy requested \(the CLI as token-[0-9a-f]{8}\)$", replies[web02["id"]][1]["text"]), replies[web02["id"]][1]["text"]
         stack.wait_messages(lambda ms: threads(ms)[0][web02["id"]]["text"].endswith(": destroyed"), "the parent showing destroyed")
         log = (base / "serve.log").read_text()
         for secret in ("SLACK_TOKEN_FILE", "SLACK_SIGNING_SECRET_FILE"):
