@@ -58,20 +58,19 @@ struct ServeStartTests {
         }
 
         func serve() async throws -> (status: Int32, stdout: String, stderr: String) {
-            try write()
-            return try await Child.run(
-                "onetouch", ["serve", "--config", config],
-                environment: [
-                    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": folder + "/no-aws-config",
-                    "AWS_SHARED_CREDENTIALS_FILE": folder + "/no-aws-credentials",
-                ])
+            try await onetouch(["serve", "--config", config])
         }
 
         /// `onetouch config check` on the same file and environment.
         func check() async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await onetouch(["config", "check", config])
+        }
+
+        /// `onetouch ARGUMENTS` on the written configuration, with test AWS credentials and no AWS files.
+        private func onetouch(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
             try write()
             return try await Child.run(
-                "onetouch", ["config", "check", config],
+                "onetouch", arguments,
                 environment: [
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": folder + "/no-aws-config",
                     "AWS_SHARED_CREDENTIALS_FILE": folder + "/no-aws-credentials",
