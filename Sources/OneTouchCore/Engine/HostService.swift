@@ -305,7 +305,8 @@ public final class HostService: Sendable {
 
     public static let maxLogTail = 64 * 1024
 
-    /// Records what a host said. Reports after `ready` are no-ops. Says whether it was recorded.
+    /// Records what a host said; says whether it was recorded (not once the host is set up or torn down:
+    /// its token closes then, so such a report normally stops at `authenticate`).
     /// The answer names the attempt the report belongs to (as `task` does), read from the same row.
     public func report(hostID: String, token: String, _ report: Report) async throws -> ReportAnswer {
         let host = try authenticate(hostID: hostID, token: token)
