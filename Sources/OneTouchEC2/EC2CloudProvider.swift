@@ -123,6 +123,8 @@ public struct EC2CloudProvider: CloudProvider {
         ]).map(Self.volume)
     }
 
+    public var attachmentDevice: String? { settings.device }
+
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         _ = try await call("attach volume \(volumeID)") {
             try await client.attachVolume(volumeId: volumeID, instanceId: instanceID, device: settings.device)

@@ -408,8 +408,12 @@ public actor FreeIPADirectory: Directory {
         case 200: return
         case 429, 500...599:
             let retryAfter = response.header("Retry-After").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            // FreeIPA's 503 page names its cause (a database error while setting up the session,
+            // rpcserver.py:931-940); Apache's 500 is one line.
+            let detail = redact(Self.htmlDetail(response.body))
             throw StepError.transient(
-                "\(what): HTTP \(response.status) from \(settings.server)", retryAfter: retryAfter.map { .seconds($0) })
+                "\(what): HTTP \(response.status) from \(settings.server)\(detail.isEmpty ? "" : ": \(detail)")",
+                retryAfter: retryAfter.map { .seconds($0) })
         default:
             throw StepError.permanent("\(what): unexpected HTTP \(response.status) from \(settings.server)")
         }

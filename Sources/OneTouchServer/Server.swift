@@ -78,7 +78,7 @@ public enum OneTouchServer {
                     HTTPResponse.Status(code: 425, reasonPhrase: "Too Early"),
                     ErrorBody(error: "the data volume is not attached yet; poll again in a few seconds"))
             }
-            return try json(.ok, ["volumeId": volume])
+            return try json(.ok, VolumeBody(volumeId: volume.id, device: volume.device))
         }
 
         router.get("/v1/hosts/:id/task") { request, context in

@@ -37,9 +37,15 @@ public final class FakeCloud: CloudProvider, Sendable {
     /// Real time each launch takes (to keep the engine's slots busy).
     public let launchDelay: Duration
 
+    /// The device name volumes are attached as (EC2's `/dev/sdf`); nil like a cloud whose guests
+    /// find volumes by serial only.
+    public let attachmentDevice: String?
+
     public init(
-        pendingDescribes: Int = 0, encryptVolumes: Bool = true, requireMetadataTokens: Bool = true, launchDelay: Duration = .zero
+        pendingDescribes: Int = 0, encryptVolumes: Bool = true, requireMetadataTokens: Bool = true, launchDelay: Duration = .zero,
+        attachmentDevice: String? = nil
     ) {
+        self.attachmentDevice = attachmentDevice
         self.launchDelay = launchDelay
         self.pendingDescribes = pendingDescribes
         self.encryptVolumes = encryptVolumes

@@ -573,7 +573,19 @@ struct FreeIPADirectoryTests {
             let host = DirectoryHost(fqdn: "web-14.onetouch.test")
             #expect(try await bed.hook("fail", ["method": "host_show", "http_status": 503]).status == 200)
             let http = await expectStepError(.transient) { _ = try await directory.lookup(host) }
-            #expect(http?.message.contains("HTTP 503") == true)
+            #expect(http?.message == "FreeIPA host_show: HTTP 503 from localhost: Server is unwilling to perform")
+            #expect(try await bed.hook("fail", ["method": "host_show", "http_status": 500]).status == 200)
+            let crash = await expectStepError(.transient) { _ = try await directory.lookup(host) }
+            #expect(crash?.message == "FreeIPA host_show: HTTP 500 from localhost: 500 Internal Server Error")
+            // DatabaseTimeout, TaskTimeout, TimeLimitExceeded (subclasses of 4203/4204) and the resolver
+            // error of verify_host_resolvable (ipalib/errors.py; ipalib/util.py:110-116).
+            for (code, name) in [(4211, "DatabaseTimeout"), (4213, "TaskTimeout"), (4214, "TimeLimitExceeded"), (4401, "DNSResolverError")]
+            {
+                #expect(
+                    try await bed.hook("fail", ["method": "host_show", "code": code, "name": name, "message": "injected"]).status == 200)
+                let error = await expectStepError(.transient) { _ = try await directory.lookup(host) }
+                #expect(error?.message.contains("\(name) \(code)") == true, "\(String(describing: error))")
+            }
 
             let failure: [String: Any] = [
                 "method": "host_show", "code": 4203, "name": "DatabaseError", "message": "Server is unwilling to perform",
@@ -583,6 +595,30 @@ struct FreeIPADirectoryTests {
             #expect(database?.message.contains("DatabaseError 4203") == true)
 
             #expect(try await directory.lookup(host) == nil, "the next call goes through")
+        }
+
+        @Test func aHostAddThatCommittedButWhoseAnswerCameTooLateIsRecoveredWithANewPassword() async throws {
+            // FreeIPA's four workers are busy: host_add commits, but its answer comes after the client
+            // gave up. The retry finds the host (4002), sees it has no keytab, and issues a new
+            // password with host_mod: the one the host gets is the one in effect.
+            let bed = try IPATestBed()
+            defer { bed.stop() }
+            var settings = bed.settings()
+            settings.requestTimeout = .seconds(1)
+            let directory = FreeIPADirectory(settings: settings, transport: bed.transport)
+            let host = DirectoryHost(fqdn: "web-18.onetouch.test")
+            _ = try await directory.ping()
+            #expect(try await bed.hook("slow", ["method": "host_add", "seconds": 3]).status == 200)
+            let lost = await expectStepError(.transient) {
+                _ = try await directory.preregister(host, proposedPassword: SecretBox.oneTimePassword())
+            }
+            #expect(lost != nil)
+            #expect(try await bed.hosts()[host.fqdn] != nil, "the host was added although the answer was lost")
+
+            let registration = try await directory.preregister(host, proposedPassword: SecretBox.oneTimePassword())
+            #expect(try await bed.methods() == ["ping", "host_add", "host_add", "host_show", "host_mod"])
+            #expect(try await bed.hosts()[host.fqdn]?["otp"] as? String == registration.oneTimePassword.reveal())
+            #expect(try await bed.enroll(host.fqdn, registration.oneTimePassword) == 200)
         }
 
         @Test func aNotFoundFromHostAddIsAPermanentFailureNotAnAbsentHost() async throws {

@@ -13,8 +13,10 @@ protocol APITest {}
 extension APITest {
     static var adminToken: String { "admin-token-0123456789abcdef" }
 
-    func withServer(_ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void) async throws {
-        let bed = try EngineTestBed()
+    func withServer(
+        cloud: FakeCloud = FakeCloud(), _ body: @escaping @Sendable (EngineTestBed, any TestClientProtocol) async throws -> Void
+    ) async throws {
+        let bed = try EngineTestBed(cloud: cloud)
         defer { bed.remove() }
         let router = OneTouchServer.router(
             service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),

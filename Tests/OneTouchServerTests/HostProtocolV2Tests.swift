@@ -111,6 +111,23 @@ struct HostProtocolV2Tests: APITest {
         }
     }
 
+    @Test func theVolumeAnswerNamesTheDeviceTheCloudAttachedItAsSoAXenGuestFindsIt() async throws {
+        try await withServer(cloud: FakeCloud(attachmentDevice: "/dev/sdf")) { bed, client in
+            bed.silentHosts.insert("web-01")
+            let created = try await bed.create("web-01")
+            let token = try bed.tokenFor(created)
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            _ = try await bed.service.report(hostID: created.id, token: token.reveal(), .init(stage: .booted))
+            for _ in 0..<10 { await bed.engine.runUntilIdle() }
+            #expect(try bed.host("web-01").step == .configPull)
+            try await client.execute(uri: "/v1/hosts/\(created.id)/volume", method: .get, headers: bearer(token)) { response in
+                #expect(response.status == .ok)
+                let body = try JSONDecoder().decode(VolumeBody.self, from: Data(buffer: response.body))
+                #expect(body == VolumeBody(volumeId: try bed.host("web-01").decodedFacts.volumeID ?? "-", device: "/dev/sdf"))
+            }
+        }
+    }
+
     @Test func noCredentialIsServedWhenTheRepositoryNeedsNone() async throws {
         try await withServer { bed, client in
             let created = try await bed.create("web-01")

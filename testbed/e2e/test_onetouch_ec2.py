@@ -68,22 +68,33 @@ def wait_for_healthz(proc, url, log, timeout=30):
 class Stack:
     """The test beds plus one `onetouch serve` process that can be killed and restarted."""
 
-    def __init__(self, base: Path, front_args: str = "", retry=("100ms", "2s", 40, "5m")):
+    def __init__(self, base: Path, front_args: str = "", retry=("100ms", "2s", 40, "5m"), directory="mit", agent=True):
+        """`directory`: "mit" (a throwaway MIT realm) or "freeipa" (the FreeIPA test server);
+        `agent`: whether the simulated host agent plays the hosts (False: the test plays them)."""
         self.base = base
         self.bin = _bin()
         self.crashtest_bin = _bin("onetouch-crashtest")
-        subprocess.run([ROOT / "scripts/krb5-testbed", "start", base / "krb5"], check=True, capture_output=True)
-        self.krb = _env_file(base / "krb5/env")
-        env = dict(os.environ, AGENT_ARGS="--kadmin /usr/bin/kadmin", FRONT_ARGS=front_args, KRB5_CONFIG=self.krb["KRB5_CONFIG"])
+        self.directory = directory
+        if directory == "mit":
+            subprocess.run([ROOT / "scripts/krb5-testbed", "start", base / "krb5"], check=True, capture_output=True)
+            self.krb = _env_file(base / "krb5/env")
+            env = dict(os.environ, AGENT_ARGS="--kadmin /usr/bin/kadmin", FRONT_ARGS=front_args, KRB5_CONFIG=self.krb["KRB5_CONFIG"])
+        else:
+            subprocess.run([ROOT / "scripts/freeipa-testbed", "start", base / "ipa"], check=True, capture_output=True,
+                           env=dict(os.environ, IPA_TESTBED_HOSTNAME="localhost"))
+            self.ipa = _env_file(base / "ipa/env")
+            env = dict(os.environ, FRONT_ARGS=front_args)
         subprocess.run([ROOT / "scripts/ec2-testbed", "start", base / "ec2"], check=True, capture_output=True, env=env)
         self.ec2 = _env_file(base / "ec2/env")
+        if not agent:
+            os.kill(int(self.ec2["AGENT_PID"]), signal.SIGTERM)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = os.urandom(24).hex()
         (base / "admin-token").write_text(self.token + "\n")
         os.chmod(base / "admin-token", 0o600)
         base_delay, max_delay, attempts, budget = retry
-        e, k = self.ec2, self.krb
+        e = self.ec2
         (base / "onetouch.yaml").write_text(f"""
 listen: 127.0.0.1:{self.port}
 public_url: {self.url}
@@ -106,7 +117,16 @@ provider:
   security_group_ids: [{e['SECURITY_GROUP_ID']}]
   instance_profile: {e['INSTANCE_PROFILE']}
   kms_key_id: {e['KMS_KEY_ARN']}
-directory:
+""" + self.directory_yaml())
+        self.proc = None
+        self.ec2_client = boto3.client(
+            "ec2", endpoint_url=e["MOTO_URL"], region_name=e["AWS_REGION"], aws_access_key_id="testing",
+            aws_secret_access_key="testing")
+
+    def directory_yaml(self):
+        if self.directory == "mit":
+            k = self.krb
+            return f"""directory:
   kind: mit
   realm: {k['KRB5_REALM']}
   admin_server: {k['KADMIN_ADDRESS']}
@@ -114,11 +134,18 @@ directory:
   principal: {k['PROVISIONER_PRINCIPAL']}
   keytab: {k['PROVISIONER_KEYTAB']}
   krb5_config: {k['KRB5_CONFIG']}
-""")
-        self.proc = None
-        self.ec2_client = boto3.client(
-            "ec2", endpoint_url=e["MOTO_URL"], region_name=e["AWS_REGION"], aws_access_key_id="testing",
-            aws_secret_access_key="testing")
+"""
+        i = self.ipa
+        return f"""directory:
+  kind: freeipa
+  server: {i['IPA_HOSTNAME']}
+  port: {i['IPA_PORT']}
+  realm: {i['IPA_REALM']}
+  domain: onetouch.test
+  user: {i['IPA_USER']}
+  password: {{file: {i['IPA_PASSWORD_FILE']}}}
+  ca_bundle: {i['IPA_CA_BUNDLE']}
+"""
 
     def start_serve(self, kill_at=None, extra_env=None):
         """Starts `onetouch serve` and waits until it answers; with kill_at ("STEP:POINT[:N]") it runs
@@ -154,7 +181,10 @@ directory:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         subprocess.run([ROOT / "scripts/ec2-testbed", "stop", self.base / "ec2"], capture_output=True)
-        subprocess.run([ROOT / "scripts/krb5-testbed", "stop", self.base / "krb5"], capture_output=True)
+        if self.directory == "mit":
+            subprocess.run([ROOT / "scripts/krb5-testbed", "stop", self.base / "krb5"], capture_output=True)
+        else:
+            subprocess.run([ROOT / "scripts/freeipa-testbed", "stop", self.base / "ipa"], capture_output=True)
 
     def api(self, method, path, body=None):
         req = urllib.request.Request(self.url + path, method=method, data=json.dumps(body).encode() if body else None,

@@ -67,6 +67,8 @@ Test hooks (no auth, loopback only)
   POST /_test/expire-sessions {"ccache": true}   cookies stay known but their ticket expired
   POST /_test/fail {"method","code","name","message"[, "times"]} or {"method","http_status"[, "times"]}
         inject failures into the next `times` (default 1) calls of a method
+  POST /_test/slow {"method","seconds"[, "times"]}  the next `times` (default 1) calls of a method run
+        and commit, and their answers are sent `seconds` late (a client timing out on a done call)
   POST /_test/reset                        forget hosts, calls, ACL, DNS, failures (not sessions)
   GET  /_test/state                        hosts (incl. current OTP), sessions, acl
   GET  /_test/calls                        JSON list of method names called (?detail=1: objects)
@@ -301,6 +303,7 @@ class IPAState:
             self.acl_deny = set()
             self.resolvable = set(self.resolvable_initial)
             self.failures = {}  # method -> list of failure dicts
+            self.slow = {}  # method -> list of {"seconds", "times"}: answers sent late, after the commit
             self.user_state = "ok"
             # IPA DNS: zones it manages, A records (name -> set of IPs), PTR records (IP -> name)
             self.zones = {self.domain}
@@ -461,8 +464,8 @@ class IPAState:
                 result["messages"] = messages
             return result
 
-    def _take_failure(self, method):
-        lst = self.failures.get(method)
+    def _take_failure(self, method, table=None):
+        lst = (self.failures if table is None else table).get(method)
         if not lst:
             return None
         f = lst[0]
@@ -683,6 +686,20 @@ UNAUTHORIZED_HTML = """<html>
 </body>
 </html>"""
 
+# ipaserver/rpcserver.py, _service_unavailable_template: jsonserver_session answers a
+# DatabaseError while it sets up the session (rpcserver.py:931-940) with this page.
+SERVICE_UNAVAILABLE_HTML = """<html>
+<head>
+<title>503 Service Unavailable</title>
+</head>
+<body>
+<h1>Service Unavailable</h1>
+<p>
+<strong>%s</strong>
+</p>
+</body>
+</html>"""
+
 BAD_REQUEST_HTML = """<html>
 <head>
 <title>400 Bad Request</title>
@@ -759,6 +776,16 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, method):
         body = self._body()  # always drain the body (keep-alive)
         path = urllib.parse.urlsplit(self.path)
+        if path.path.startswith("/ipa/"):
+            # FreeIPA's WSGI daemon has 4 single-threaded processes (ipa.conf.template:43-45,
+            # WSGI_PROCESSES in ipaplatform/base/constants.py): further calls queue behind them.
+            with self.server.workers:
+                self._handle(method, path, body)
+                time.sleep(self.server.latency)
+            return
+        self._handle(method, path, body)
+
+    def _handle(self, method, path, body):
         try:
             if path.path == "/ipa/session/login_password":
                 return self._login(method, body)
@@ -883,7 +910,17 @@ class Handler(BaseHTTPRequestHandler):
                 raise JSONError("Invalid JSON-RPC request: method must be a string")
             result = self.ipa.call(d["method"], args, options, user)
             if isinstance(result, tuple) and result[0] == "http":
-                return self._send(int(result[1]), f"{result[1]} injected failure")
+                status = int(result[1])
+                if status == 503:
+                    return self._send(503, SERVICE_UNAVAILABLE_HTML % "Server is unwilling to perform",
+                                      "text/html; charset=utf-8")
+                # A crash below FreeIPA's own handlers (mod_wsgi): Apache's plain answer.
+                return self._send(status, f"{status} Internal Server Error" if status == 500 else f"{status} injected failure")
+            with self.ipa.lock:
+                slow = self.ipa._take_failure(d["method"].split("/", 1)[0], self.ipa.slow)
+            if slow:
+                # The command is committed; only its answer is late (the client may have given up).
+                time.sleep(float(slow.get("seconds", 1)))
             return self._json(200, envelope(result=result, _id=_id))
         except PublicError as e:
             return self._json(200, envelope(error=e, _id=_id))
@@ -964,6 +1001,13 @@ class Handler(BaseHTTPRequestHandler):
             with ipa.lock:
                 ipa.failures.setdefault(m, []).append(dict(data))
             return self._json(200, {"ok": True})
+        if name == "slow":
+            m = data.get("method")
+            if not m:
+                return self._json(400, {"ok": False, "error": "method required"})
+            with ipa.lock:
+                ipa.slow.setdefault(m, []).append(dict(data))
+            return self._json(200, {"ok": True})
         if name == "reset":
             ipa.reset()
             return self._json(200, {"ok": True})
@@ -975,8 +1019,10 @@ class IPAServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, addr, ipa, ssl_context, verbose=False):
+    def __init__(self, addr, ipa, ssl_context, verbose=False, workers=4, latency=0.0):
         super().__init__(addr, Handler)
+        self.workers = threading.BoundedSemaphore(workers)
+        self.latency = latency
         self.ipa = ipa
         self.ssl_context = ssl_context
         self.verbose = verbose
@@ -1052,6 +1098,10 @@ def main(argv=None):
     p.add_argument("--no-dns", action="store_true", help="no IPA DNS: ip_address/updatedns ignored")
     p.add_argument("--ip-san", action="store_true", help="certificate also valid for IP:127.0.0.1")
     p.add_argument("--resolvable", action="append", default=[], help="FQDN that 'has' a DNS A record")
+    p.add_argument("--workers", type=int, default=4, help="FreeIPA calls served at once; the rest queue (default 4, "
+                   "as FreeIPA's WSGI daemon)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds each FreeIPA call holds its worker after "
+                   "its work (default 0)")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
 
@@ -1075,7 +1125,7 @@ def main(argv=None):
 
     ipa = IPAState(a.hostname, a.realm, a.user, read_password_file(a.password_file), a.session_lifetime,
                    a.resolvable, profile=a.profile, ipa_dns=not a.no_dns)
-    server = IPAServer((a.bind, a.port), ipa, ctx, verbose=a.verbose)
+    server = IPAServer((a.bind, a.port), ipa, ctx, verbose=a.verbose, workers=a.workers, latency=a.latency)
     port = server.server_address[1]
 
     def stop(signum, frame):

@@ -9,6 +9,7 @@ import socket
 import ssl
 import string
 import subprocess
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -59,9 +60,10 @@ class Client:
         self.referer = f"https://{self.hostname}/ipa"
         self.cookie = None
         self.conn = None
+        self.timeout = 10
 
     def raw(self, method, path, body=b"", headers=None, keepalive=False):
-        conn = self.conn if keepalive and self.conn else _Conn(self.connect_host, self.port, self.hostname, self.ctx)
+        conn = self.conn if keepalive and self.conn else _Conn(self.connect_host, self.port, self.hostname, self.ctx, self.timeout)
         if keepalive:
             self.conn = conn
         if isinstance(body, str):
@@ -625,6 +627,41 @@ def test_failure_injection(ipa):
     assert err["code"] == 4203 and err["name"] == "DatabaseError"
     assert ipa.call("host_add", "f.onetouch.test", force=True)["error"] is None  # only once
     ipa.hook("fail", {"method": "ping", "http_status": 503})
-    resp, _ = ipa.post_json({"method": "ping", "params": [[], {"version": VERSION}], "id": 1})
-    assert resp.status == 503
+    resp, body = ipa.post_json({"method": "ping", "params": [[], {"version": VERSION}], "id": 1})
+    # As jsonserver_session answers a DatabaseError: FreeIPA's HTML page, not a JSON envelope.
+    assert resp.status == 503 and resp.getheader("Content-Type").startswith("text/html")
+    assert "<title>503 Service Unavailable</title>" in body.decode()
     assert ipa.call("ping")["error"] is None
+    ipa.hook("fail", {"method": "ping", "http_status": 500})
+    resp, body = ipa.post_json({"method": "ping", "params": [[], {"version": VERSION}], "id": 1})
+    assert resp.status == 500 and resp.getheader("Content-Type").startswith("text/plain")
+    assert body.decode() == "500 Internal Server Error"
+
+
+def test_a_slow_answer_comes_after_the_command_is_committed(ipa):
+    ipa.hook("slow", {"method": "host_add", "seconds": 2})
+    c = Client(ipa.env)
+    c.timeout = 0.5
+    c.login()
+    with pytest.raises((TimeoutError, OSError)):
+        c.call("host_add", "slow.onetouch.test", force=True, random=True)
+    _, state = ipa.hook("state", method="GET")
+    assert "slow.onetouch.test" in state["hosts"], "committed although its answer was late"
+    assert ipa.call("host_show", "slow.onetouch.test")["error"] is None  # only the first answer is late
+
+
+def test_calls_queue_behind_the_workers(tmp_path):
+    """--workers 1 --latency 0.3: four concurrent calls are served one after another."""
+    import concurrent.futures
+    env = start(tmp_path, args="--workers 1 --latency 0.3")
+    try:
+        clients = [Client(env) for _ in range(4)]
+        for c in clients:
+            c.login()
+        began = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda c: c.call("ping"), clients))
+        assert all(a["error"] is None for a in answers)
+        assert time.monotonic() - began >= 4 * 0.3, "a single worker serves them one at a time"
+    finally:
+        stop(tmp_path)

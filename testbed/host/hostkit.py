@@ -313,12 +313,31 @@ if name == "ipa-client-install":
             log.write(f"DEBUG stub log\nERROR {text}\n")
         print(text, file=sys.stderr)
         sys.exit(code)
+    joined = "Incorrect password."
+    if code == 0 and behaviour.get("enroll_url"):
+        # What ipa-join does: set the host's keys at the server --server names, over TLS checked
+        # against --ca-cert-file, with the one-time password (the test server's /_test/enroll).
+        import ssl, urllib.error, urllib.parse, urllib.request
+        args = sys.argv[1:]
+        value = lambda option: args[args.index(option) + 1]
+        url = behaviour["enroll_url"]
+        body = json.dumps({"fqdn": value("--hostname"), "password": value("-w")}).encode()
+        try:
+            if urllib.parse.urlsplit(url).hostname != value("--server"):
+                raise OSError(f"the server is {urllib.parse.urlsplit(url).hostname}, not {value('--server')}")
+            context = ssl.create_default_context(cafile=value("--ca-cert-file"))
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, context=context, timeout=30).read()
+        except urllib.error.HTTPError as error:
+            code, joined = 1, json.loads(error.read() or b"{}").get("error", f"HTTP {error.code}")
+        except (OSError, ValueError) as error:
+            code, joined = 1, f"cannot connect to the IPA server: {error}"
     if code == 0:
         os.makedirs("/etc/ipa", exist_ok=True)
         open("/etc/ipa/default.conf", "w").write("[global]\n")
     else:
         with open("/var/log/ipaclient-install.log", "a") as log:
-            log.write("ERROR Joining realm failed: Incorrect password.\n")
+            log.write(f"ERROR Joining realm failed: {joined}\n")
 outputs = behaviour.get("output", [name + " (stub) ran"])
 print(outputs[min(n, len(outputs)) - 1], flush=True)
 if n in behaviour.get("power_off_on", []):  # a power cut: every process of the sandbox, at once

@@ -25,6 +25,8 @@ public struct BatchingCloud: CloudProvider {
     public func volumes(hostIDs: [String]) async throws -> [Volume] { try await base.volumes(hostIDs: hostIDs) }
     public func managedInstances() async throws -> [Instance] { try await base.managedInstances() }
     public func managedVolumes() async throws -> [Volume] { try await base.managedVolumes() }
+    public var attachmentDevice: String? { base.attachmentDevice }
+
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         try await base.attachVolume(volumeID: volumeID, instanceID: instanceID)
     }

@@ -136,6 +136,14 @@ public protocol CloudProvider: Sendable {
     func managedInstances() async throws -> [Instance]
     func managedVolumes() async throws -> [Volume]
     func attachVolume(volumeID: String, instanceID: String) async throws
+    /// The device name `attachVolume` asks for (EC2: `/dev/sdf`), told to the host, which finds the
+    /// volume by serial where the machine has one and by this name where it has not (Xen); nil
+    /// when the name means nothing to the guest.
+    var attachmentDevice: String? { get }
     func terminate(instanceID: String) async throws
     func deleteVolume(volumeID: String) async throws
+}
+
+extension CloudProvider {
+    public var attachmentDevice: String? { nil }
 }

@@ -101,6 +101,17 @@ public struct EnrollmentBody: Sendable, Codable, Equatable {
     }
 }
 
+/// `GET /v1/hosts/{id}/volume`: the data volume, and the device name the cloud attached it as when it
+/// has one (absent from the JSON otherwise).
+public struct VolumeBody: Sendable, Codable, Equatable {
+    public var volumeId: String
+    public var device: String?
+    public init(volumeId: String, device: String?) {
+        self.volumeId = volumeId
+        self.device = device
+    }
+}
+
 /// What the orchestrator waits for from the host now (`GET /v1/hosts/{id}/task`). A host whose own
 /// stage failed polls this and runs again when a new attempt appears (after `onetouch retry` or
 /// `resume`), so a retried step reaches the host without any inbound connection to it.

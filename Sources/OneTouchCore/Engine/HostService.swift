@@ -382,7 +382,8 @@ public final class HostService: Sendable {
     }
 
     /// The data volume the host should mount, once it is attached.
-    public func volume(hostID: String, token: String) throws -> String? {
+    /// The volume's id and, where the cloud gave it one, the device name it was attached as.
+    public func volume(hostID: String, token: String) throws -> (id: String, device: String?)? {
         let host = try authenticate(hostID: hostID, token: token)
         let attached = host.hostState == .ready || host.hostState.step.map { $0 > .attachVolume && !$0.isTeardown } == true
         guard attached else {
@@ -391,6 +392,7 @@ public final class HostService: Sendable {
             return nil
         }
         logger.debug("Volume handed to the host", metadata: ["host.id": "\(hostID)"])
-        return host.decodedFacts.volumeID
+        let facts = host.decodedFacts
+        return facts.volumeID.map { ($0, facts.volumeDevice) }
     }
 }

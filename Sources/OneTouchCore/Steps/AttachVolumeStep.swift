@@ -49,6 +49,7 @@ struct AttachVolumeStep: HostStep {
                     // waits for the device, and `complete` verifies the attachment.
                     facts.volumeEncrypted = true
                     try await cloud.attachVolume(volumeID: volume.id, instanceID: instanceID)
+                    facts.volumeDevice = cloud.attachmentDevice
                     return .done(facts)
                 }
             }
@@ -75,6 +76,7 @@ struct AttachVolumeStep: HostStep {
         facts.volumeEncrypted = true
         switch (volume.state, volume.attachedTo) {
         case (.inUse, instanceID?) where volume.attachedTo == instanceID:
+            facts.volumeDevice = cloud.attachmentDevice
             return .done(facts)
         case (.inUse, _):
             throw StepError.permanent(
@@ -82,6 +84,7 @@ struct AttachVolumeStep: HostStep {
                 hint: "detach it, then run `onetouch resume \(context.spec.name)`")
         case (.available, _):
             try await cloud.attachVolume(volumeID: volumeID, instanceID: instanceID)
+            facts.volumeDevice = cloud.attachmentDevice
             return .done(facts)
         case (.creating, _):
             if let waited = PollLimit.volumeCreating.exceeded(context) {

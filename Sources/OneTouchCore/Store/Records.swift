@@ -27,6 +27,9 @@ public struct HostFacts: Sendable, Codable, Equatable {
     public var zone: String?
     public var volumeID: String?
     public var volumeEncrypted: Bool?
+    /// The device name the cloud attached the volume as (EC2: `/dev/sdf`, which a Xen guest sees as
+    /// `/dev/xvdf`); nil when the guest finds it by its serial only.
+    public var volumeDevice: String?
     /// When this record created the data volume, and the encryption key the cloud said it uses: a
     /// volume that vanishes after its creation was rolled back (a key the cloud could not use).
     public var volumeCreatedAt: Date?
