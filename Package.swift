@@ -78,6 +78,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The version and the commit built (`onetouch --version`, `/healthz`, serve's first log line).
+        .target(name: "OneTouchBuildInfo", swiftSettings: strict, plugins: ["BuildInfoPlugin"]),
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
         // Kerberos directories: MIT (kadmin) and FreeIPA (JSON-RPC).
         .target(name: "OneTouchKerberos", dependencies: ["OneTouchCore", "OneTouchProcess"], swiftSettings: strict),
         // The adapters' HTTP transport on AsyncHTTPClient (TLS with an optional private CA).
@@ -109,6 +112,7 @@ let package = Package(
             dependencies: [
                 "OneTouchCore",
                 "OneTouchSlack",
+                "OneTouchBuildInfo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -125,6 +129,7 @@ let package = Package(
                 "OneTouchKerberos",
                 "OneTouchHTTP",
                 "OneTouchSlack",
+                "OneTouchBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

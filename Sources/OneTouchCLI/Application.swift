@@ -73,7 +73,8 @@ public struct OneTouchApplication {
         let reconciler = Reconciler(store: store, cloud: cloud)
         let split = configuration.hostListen != nil
         self.router = OneTouchServer.router(
-            service: service, reconciler: reconciler, adminTokens: tokens, serving: split ? .admin : .both)
+            service: service, reconciler: reconciler, adminTokens: tokens, serving: split ? .admin : .both,
+            readiness: ReadinessProbe(store: store, engine: engine, clock: clock))
         self.hostRouter =
             split ? OneTouchServer.router(service: service, reconciler: reconciler, adminTokens: tokens, serving: .host) : nil
         self.announcer = try Self.wireSlack(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import OneTouchBuildInfo
 import OneTouchCore
 import OneTouchSlack
 
@@ -13,6 +14,7 @@ public struct OneTouch: AsyncParsableCommand {
             Exit codes: 0 success, 1 the operation failed, 2 usage or validation error, 3 server unreachable, \
             130 Ctrl-C while following a host (the host carries on).
             """,
+        version: BuildInfo.description,
         subcommands: [
             Serve.self, Create.self, Status.self, List.self, Events.self, Resume.self, Retry.self, Destroy.self,
             Render.self, Reconcile.self, ConfigCommand.self,
@@ -130,6 +132,8 @@ struct Serve: AsyncParsableCommand {
         let logger = ServeLog.logger(
             level: Logger.Level(rawValue: environment["ONETOUCH_LOG_LEVEL"] ?? "info") ?? .info,
             format: ServeLog.Format(rawValue: configuration.logFormat) ?? .text)
+        logger.info(
+            "Starting", metadata: ["version": "\(BuildInfo.version)", "commit": "\(BuildInfo.commit)", "config": "\(configuration.file)"])
         try await ServePreflight.check(configuration)
         let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: logger)
         // One driver: nothing writes the database or the master key before this lock is held.

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import OneTouchBuildInfo
 import OneTouchCore
 
 /// The HTTP side of `onetouch serve`: the admin API (bearer tokens), the host API (per-host tokens)
@@ -14,11 +15,26 @@ public enum OneTouchServer {
     /// API an address of its own).
     public enum APIs: Sendable { case both, admin, host }
 
+    /// `/healthz` (liveness): the process answers, and says which build it is.
+    struct Liveness: Encodable {
+        var status = "ok"
+        var version = BuildInfo.version
+        var commit = BuildInfo.commit
+    }
+
     public static func router(
-        service: HostService, reconciler: Reconciler, adminTokens: [AdminToken], serving apis: APIs = .both
+        service: HostService, reconciler: Reconciler, adminTokens: [AdminToken], serving apis: APIs = .both,
+        readiness: ReadinessProbe? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
-        router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/healthz") { _, _ in try json(.ok, Liveness()) }
+        // Readiness, on the admin listener: the steps' last errors are for operators, not for hosts.
+        if apis != .host, let readiness {
+            router.get("/readyz") { _, _ in
+                let answer = await readiness.check()
+                return try json(answer.ready ? .ok : .serviceUnavailable, answer, headers: [.cacheControl: "no-store"])
+            }
+        }
         if apis != .admin { addHostRoutes(to: router, service: service) }
         if apis != .host { addAdminRoutes(to: router, service: service, reconciler: reconciler, adminTokens: adminTokens) }
         return router

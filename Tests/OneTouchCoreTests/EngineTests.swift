@@ -394,6 +394,49 @@ struct EngineTests {
         #expect(try (1...20).allSatisfy { try bed.host("new-\($0)").hostState == .pending }, "the 20 new hosts wait")
     }
 
+    @Test func anEngineThatLosesItsLeaseStartsNoStepUntilItHoldsItAgain() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let engine = bed.engine
+        let probe = ReadinessProbe(store: bed.store, engine: engine, clock: bed.clock)
+        let running = Task { try await engine.run() }
+        defer { running.cancel() }
+        try await waitUntil { engine.health.lastTick != nil }
+        #expect(await probe.check().ready)
+
+        // This engine stalls past its lease (30 s) and another process takes it.
+        bed.clock.advance(by: .seconds(31))
+        try await bed.store.acquireLease("engine", owner: "other-host pid 1", ttl: .seconds(300), now: bed.clock.now)
+        try await waitUntil { engine.health.paused != nil }
+        #expect(engine.health.paused?.contains("other-host pid 1") == true)
+        let paused = await probe.check()
+        #expect(!paused.ready)
+        #expect(paused.checks.first { $0.name == "lease" }?.detail.contains("held by another process (other-host pid 1)") == true)
+        #expect(paused.checks.first { $0.name == "engine" }?.detail.hasPrefix("paused: cannot renew its lease") == true)
+
+        try await bed.create("web-01")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(bed.cloud.calls("launch") == 0, "no step runs while another process holds the lease")
+
+        try await bed.store.releaseLease("engine", owner: "other-host pid 1")
+        bed.clock.advance(by: .seconds(1))
+        try await waitUntil { bed.cloud.calls("launch") == 1 }
+        #expect(engine.health.paused == nil)
+        #expect(await probe.check().ready)
+    }
+
+    /// Polls `condition` in real time for up to 10 s.
+    func waitUntil(_ condition: () -> Bool) async throws {
+        let start = ContinuousClock.now
+        while !condition() {
+            guard ContinuousClock.now - start < .seconds(10) else {
+                Issue.record("condition not met in 10 s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     @Test func secondEngineOnTheSameDatabaseIsRefusedByTheLease() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

@@ -43,6 +43,7 @@ public final class Engine: Service, Sendable {
     /// Decoded specs of the hosts in flight: a spec never changes after `create`, and decoding it for
     /// every step was a measurable part of the engine's CPU.
     private let specs = Mutex<[String: HostSpec]>([:])
+    private let healthState = Mutex(Health())
     private var store: Store { services.store }
     private var logger: Logger { services.logger }
 
@@ -59,7 +60,33 @@ public final class Engine: Service, Sendable {
         self.crashHook = crashHook
     }
 
-    static let leaseName = "engine"
+    public static let leaseName = "engine"
+
+    /// What `/readyz` reports about the loop: when it last looked at the schedule, and why it is
+    /// paused when it cannot hold its lease.
+    public struct Health: Sendable, Equatable {
+        public var started = false
+        public var lastTick: Date?
+        /// Set while the engine cannot take or renew its lease (another holder, a database that takes
+        /// no writes): it starts no step until it holds the lease again.
+        public var paused: String?
+        public var owner = ""
+        /// The last error of each step's external calls (the cloud's, the directory's), with when.
+        public var lastErrors: [Step: (error: String, at: Date)] = [:]
+
+        public static func == (a: Health, b: Health) -> Bool {
+            a.started == b.started && a.lastTick == b.lastTick && a.paused == b.paused && a.owner == b.owner
+                && a.lastErrors.mapValues(\.error) == b.lastErrors.mapValues(\.error)
+        }
+    }
+
+    public var health: Health { healthState.withLock { $0 } }
+
+    /// Thrown out of the loop when the lease cannot be renewed: every step in flight is cancelled (a
+    /// crash to resume), and the engine waits until it holds the lease again.
+    struct LeaseLost: Error {
+        let reason: String
+    }
 
     // MARK: Running
 
@@ -67,13 +94,26 @@ public final class Engine: Service, Sendable {
     public func run() async throws {
         try await store.acquireLease(
             Self.leaseName, owner: owner, ttl: options.leaseTTL, now: clock.now, holderIsGone: options.leaseHolderIsGone)
+        healthState.withLock {
+            $0.started = true
+            $0.owner = owner
+        }
         var failure: (any Error)?
         do {
             let loaded = try await loadUnfinishedHosts()
             logger.info("Engine started", metadata: ["hosts.unfinished": "\(loaded)", "engine.owner": "\(owner)"])
             // On SIGTERM/SIGINT the loop and in-flight steps are cancelled: that is a crash the engine
             // is built to survive, and the next start resumes every host.
-            try await cancelWhenGracefulShutdown { try await self.drive() }
+            try await cancelWhenGracefulShutdown {
+                while true {
+                    do {
+                        try await self.drive()
+                        return
+                    } catch let lost as LeaseLost {
+                        try await self.regainLease(lost)
+                    }
+                }
+            }
         } catch {
             failure = error
         }
@@ -87,8 +127,15 @@ public final class Engine: Service, Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let now = clock.now
+                healthState.withLock { $0.lastTick = now }
                 if now >= leaseRenewal {
-                    try await store.acquireLease(Self.leaseName, owner: owner, ttl: options.leaseTTL, now: now)
+                    do {
+                        try await store.acquireLease(Self.leaseName, owner: owner, ttl: options.leaseTTL, now: now)
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        throw LeaseLost(reason: "\(error)")
+                    }
                     leaseRenewal = now.addingTimeInterval(options.leaseTTL.seconds / 3)
                 }
                 let free = options.concurrency - (await scheduler.inFlightCount)
@@ -107,6 +154,32 @@ public final class Engine: Service, Sendable {
                 await waitForChange(until: wakeAt)
             }
         }
+    }
+
+    /// Waits, looking every second, until the lease is this engine's again; then schedules every
+    /// unfinished host anew (the steps cancelled with the lost lease resume like after a crash).
+    private func regainLease(_ lost: LeaseLost) async throws {
+        let reason = "cannot renew its lease: \(lost.reason)"
+        healthState.withLock { $0.paused = reason }
+        logger.error("Engine paused: it starts no step until it holds its lease again", metadata: ["reason": "\(reason)"])
+        while true {
+            try Task.checkCancellation()
+            let now = clock.now
+            healthState.withLock { $0.lastTick = now }
+            do {
+                try await store.acquireLease(
+                    Self.leaseName, owner: owner, ttl: options.leaseTTL, now: now, holderIsGone: options.leaseHolderIsGone)
+                break
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                healthState.withLock { $0.paused = "cannot renew its lease: \(error)" }
+            }
+            try await clock.sleep(until: now.addingTimeInterval(1))
+        }
+        healthState.withLock { $0.paused = nil }
+        let loaded = try await loadUnfinishedHosts()
+        logger.notice("Engine resumed: it holds its lease again", metadata: ["hosts.unfinished": "\(loaded)"])
     }
 
     private func waitForChange(until date: Date) async {
@@ -327,7 +400,9 @@ public final class Engine: Service, Sendable {
             // nothing is recorded, no attempt is spent and the next start runs the step again.
             if Task.isCancelled || error is CancellationError { throw CancellationError() }
             try crash(step, .externalCallMade)
-            try await finish(host, step: step, attempt: &attempt, error: StepError.classify(error), spec: spec)
+            let classified = StepError.classify(error)
+            healthState.withLock { $0.lastErrors[step] = (classified.message, now) }
+            try await finish(host, step: step, attempt: &attempt, error: classified, spec: spec)
             return nil
         }
         try crash(step, .externalCallMade)

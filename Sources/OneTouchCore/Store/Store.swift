@@ -541,6 +541,26 @@ extension Store {
         }
     }
 
+    /// Who holds the named lease and until when, or nil when no one does.
+    public func lease(_ name: String) throws -> (owner: String, expiresAt: Date)? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT owner, expires_at FROM leases WHERE name = ?", arguments: [name]).map {
+                ($0["owner"], $0["expires_at"])
+            }
+        }
+    }
+
+    /// Writes the readiness probe's row: throws what a step's commit would meet (read-only, full).
+    public func probeWrite(now: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO write_probe (id, written_at) VALUES (1, ?)
+                    ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at
+                    """, arguments: [now])
+        }
+    }
+
     public func releaseLease(_ name: String, owner: String) async throws {
         try await write { db in
             try db.execute(sql: "DELETE FROM leases WHERE name = ? AND owner = ?", arguments: [name, owner])
