@@ -17,7 +17,7 @@ public struct OneTouch: AsyncParsableCommand {
         version: BuildInfo.description,
         subcommands: [
             Serve.self, Create.self, Status.self, List.self, Events.self, Resume.self, Retry.self, Destroy.self,
-            Render.self, Reconcile.self, ConfigCommand.self,
+            Render.self, Reconcile.self, ConfigCommand.self, Backup.self,
         ])
 
     public init() {}
@@ -185,6 +185,35 @@ struct ConfigCheck: AsyncParsableCommand {
         Output.line(
             "\(file): serve would start with it (provider \(provider), directory \(directory), notifier \(adapters.slack == nil ? "log" : "slack"), roles \(roles), database \(configuration.database))"
         )
+    }
+}
+
+// MARK: backup
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the database, consistently, while serve runs (restore: docs/operations.md).",
+        discussion: """
+            Reads the database named in the configuration (read-only; serve goes on working) and writes a \
+            compact, checked copy to FILE, mode 0600, never over an existing file. The master key is not in \
+            it: keep a copy of the key too, in another place.
+            """)
+
+    @Argument(help: "Where the copy goes; must not exist.")
+    var file: String
+    @Option(help: "serve's configuration file (for the database path and the master key's).")
+    var config: String
+
+    func run() async throws {
+        let configuration = try Configuration.load(file: config)
+        let summary: DatabaseBackup.Summary
+        do { summary = try DatabaseBackup.copy(database: configuration.database, to: file) } catch let failure as DatabaseBackup.Failure {
+            throw AdminClient.Failure(exitCode: 1, description: failure.description)
+        }
+        Output.line(
+            "\(file): \(summary.hosts) hosts, schema \(summary.migrations.last ?? "none"), \(summary.bytes) bytes; integrity check ok"
+        )
+        Output.line("the master key is not in it: keep \(configuration.masterKeyFile) too, stored apart from this copy")
     }
 }
 

@@ -425,6 +425,33 @@ struct EngineTests {
         #expect(await probe.check().ready)
     }
 
+    @Test func aBackupTakenWhileServeWritesRestoresAndEveryHostInItResumes() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        for i in 1...10 { try await bed.create("web-\(i)") }
+        _ = await bed.engine.runOnce()  // hosts mid-way: launched, some pre-registered
+        let copy = bed.directory + "/backup.sqlite"
+        // More hosts are created while the copy is taken: it holds one consistent snapshot.
+        let writer = Task { for i in 11...30 { try await bed.create("web-\(i)") } }
+        let summary = try DatabaseBackup.copy(database: bed.databasePath, to: copy)
+        try await writer.value
+        #expect((10...30).contains(summary.hosts))
+        #expect(summary.migrations.last == Migrations.all.last?.id)
+        #expect(try FileManager.default.attributesOfItem(atPath: copy)[.posixPermissions] as? Int == 0o600)
+        #expect(throws: DatabaseBackup.Failure.self) { try DatabaseBackup.copy(database: bed.databasePath, to: copy) }
+
+        // The database is lost; the copy is restored in its place and serve starts again.
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: bed.databasePath + suffix) }
+        try FileManager.default.copyItem(atPath: copy, toPath: bed.databasePath)
+        try await bed.restart()
+        try await bed.settle()
+        let hosts = try bed.store.hosts(state: .ready)
+        #expect(hosts.count == summary.hosts, "every host in the copy reaches ready")
+        for host in hosts {
+            #expect(try await bed.cloud.instances(hostIDs: [host.id]).count == 1, "\(host.name): one instance, none twice")
+        }
+    }
+
     /// Polls `condition` in real time for up to 10 s.
     func waitUntil(_ condition: () -> Bool) async throws {
         let start = ContinuousClock.now

@@ -65,6 +65,18 @@ def test_readyz_says_what_is_wrong_while_the_database_takes_no_writes_and_recove
         assert "held by this process" in checks(ready)["lease"]["detail"]
         assert get(f"http://127.0.0.1:{host_port}/readyz")[0] == 404, "not on the hosts' listener"
 
+        # An online backup of the live database: checked, private, never over an existing file.
+        backup = subprocess.run([_bin(), "backup", str(base / "copy.sqlite"), "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+        assert backup.returncode == 0, backup.stderr
+        assert "integrity check ok" in backup.stdout and "master key is not in it" in backup.stdout
+        assert (base / "copy.sqlite").stat().st_mode & 0o777 == 0o600
+        with sqlite3.connect(base / "copy.sqlite") as copy:
+            assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        again = subprocess.run([_bin(), "backup", str(base / "copy.sqlite"), "--config", str(config)],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1 and "exists already" in again.stderr
+
         locker = sqlite3.connect(base / "data/onetouch.sqlite", timeout=30, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
         try:

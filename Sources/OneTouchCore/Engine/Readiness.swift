@@ -71,7 +71,8 @@ public struct ReadinessProbe: Sendable {
         } else if let paused = health.paused {
             checks.append(.init(name: "engine", ok: false, detail: "paused: \(paused)"))
         } else if let tick = health.lastTick, now.timeIntervalSince(tick) <= maxTickAge {
-            checks.append(.init(name: "engine", ok: true, detail: "looked at its schedule \(Self.seconds(now.timeIntervalSince(tick))) ago"))
+            checks.append(
+                .init(name: "engine", ok: true, detail: "looked at its schedule \(Self.seconds(now.timeIntervalSince(tick))) ago"))
         } else {
             let age = health.lastTick.map { "last looked at its schedule \(Self.seconds(now.timeIntervalSince($0))) ago" } ?? "never ticked"
             checks.append(.init(name: "engine", ok: false, detail: "stuck: \(age)"))
