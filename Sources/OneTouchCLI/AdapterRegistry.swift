@@ -9,9 +9,12 @@ import OneTouchQEMU
 /// Builds the adapters a configuration names. Only real adapters live here: the fakes in
 /// OneTouchTesting are never linked into the executable.
 public enum AdapterRegistry {
-    public static func make(configuration: Configuration, environment: [String: String], logger: Logger) throws -> Adapters {
+    public static func make(
+        configuration: Configuration, environment: [String: String], logger: Logger, telemetry: Telemetry = Telemetry()
+    ) throws -> Adapters {
         let cloud = try makeCloud(
-            configuration.provider, environment: environment, masterKeyFile: configuration.masterKeyFile, logger: logger)
+            configuration.provider, environment: environment, masterKeyFile: configuration.masterKeyFile, logger: logger,
+            telemetry: telemetry)
         let directory = try makeDirectory(configuration.directory, environment: environment, logger: logger)
         let notifier = try makeNotifier(configuration.notifier, logger: logger)
         var adapters = Adapters(cloud: cloud, directory: directory, notifier: notifier)
@@ -20,12 +23,12 @@ public enum AdapterRegistry {
     }
 
     static func makeCloud(
-        _ section: ConfigSection, environment: [String: String], masterKeyFile: String, logger: Logger
+        _ section: ConfigSection, environment: [String: String], masterKeyFile: String, logger: Logger, telemetry: Telemetry
     ) throws -> any CloudProvider {
         let kind = try section.requiredString("kind")
         switch kind {
         case "ec2":
-            return try makeEC2(section, environment: environment)
+            return try makeEC2(section, environment: environment, telemetry: telemetry)
         case "qemu":
             return try makeQEMU(section, masterKeyFile: masterKeyFile, logger: logger)
         default:
@@ -159,7 +162,7 @@ public enum AdapterRegistry {
         return FreeIPADirectory(settings: settings, transport: transport)
     }
 
-    static func makeEC2(_ section: ConfigSection, environment: [String: String]) throws -> any CloudProvider {
+    static func makeEC2(_ section: ConfigSection, environment: [String: String], telemetry: Telemetry) throws -> any CloudProvider {
         try section.rejectUnknownKeys([
             "kind", "region", "endpoint", "image_id", "subnet_id", "security_group_ids", "instance_profile", "kms_key_id",
             "availability_zone", "metadata_hop_limit", "rate_limits",
@@ -183,7 +186,9 @@ public enum AdapterRegistry {
             kmsKeyID: try section.string("kms_key_id"), availabilityZone: try section.string("availability_zone"))
         launch.metadataHopLimit = try section.int("metadata_hop_limit", range: 1...64) ?? 1
         let transport = AsyncHTTPClientTransport()
-        let limiter = (try section.bool("rate_limits") ?? true) ? EC2RateLimiter() : nil
+        let limiter =
+            (try section.bool("rate_limits") ?? true)
+            ? EC2RateLimiter(waited: { telemetry.rateLimiterWaited(category: $0.rawValue, seconds: $1) }) : nil
         let client = EC2Client(
             credentials: AWSCredentialsChain.standard(environment: environment, transport: transport, region: settings.region),
             settings: settings,

@@ -40,11 +40,11 @@ public struct OneTouchApplication {
         configuration: Configuration, adapters: Adapters, environment: [String: String], logger: Logger,
         clock: any EngineClock = SystemClock(), random: any RandomSource = SystemRandom(),
         ids: any IDGenerator = RandomIDGenerator(), owner: String? = nil,
-        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil, metrics: MetricsEndpoint = MetricsEndpoint()
     ) throws {
         // What can be refused is read before anything is written (the database, the master key).
         let (tokens, repositoryCredential) = try Self.loadSecrets(configuration, environment: environment)
-        let store = try Store(path: configuration.database)
+        let store = try Store(path: configuration.database, telemetry: metrics.telemetry)
         let secrets = SecretBox(
             masterKey: try SecretBox.loadOrCreateMasterKey(at: configuration.masterKeyFile, mayCreate: try !store.holdsHosts()))
         let renderer = UserDataRenderer(
@@ -55,17 +55,22 @@ public struct OneTouchApplication {
         options.retry = configuration.retry
         options.timeouts = configuration.timeouts
         options.leaseHolderIsGone = ProcessLease.holderIsGone
-        let cloud = BatchingCloud(adapters.cloud)
-        let services = StepServices(
-            cloud: cloud, directory: adapters.directory, notifier: adapters.notifier, store: store,
+        let cloud = BatchingCloud(
+            MeasuredCloud(adapters.cloud, adapter: try configuration.provider.requiredString("kind"), telemetry: metrics.telemetry))
+        let directory = MeasuredDirectory(
+            adapters.directory, adapter: try configuration.directory.requiredString("kind"), telemetry: metrics.telemetry)
+        var services = StepServices(
+            cloud: cloud, directory: directory, notifier: adapters.notifier, store: store,
             secrets: secrets, renderer: renderer, logger: logger)
+        services.telemetry = metrics.telemetry
         let engine = Engine(
             services: services, options: options, clock: clock, random: random,
             owner: owner ?? ProcessLease.owner, crashHook: crashHook)
         let service = HostService(
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
-            directory: adapters.directory, clock: clock, ids: ids, logger: logger,
+            directory: directory, clock: clock, ids: ids, logger: logger,
             repositoryCredential: repositoryCredential, wake: { await engine.wake($0, underWay: $1) })
+        metrics.attach(store: store, engine: engine)
         self.engine = engine
         self.service = service
         self.store = store
@@ -74,7 +79,7 @@ public struct OneTouchApplication {
         let split = configuration.hostListen != nil
         self.router = OneTouchServer.router(
             service: service, reconciler: reconciler, adminTokens: tokens, serving: split ? .admin : .both,
-            readiness: ReadinessProbe(store: store, engine: engine, clock: clock))
+            readiness: ReadinessProbe(store: store, engine: engine, clock: clock), metrics: { try await metrics.scrape() })
         self.hostRouter =
             split ? OneTouchServer.router(service: service, reconciler: reconciler, adminTokens: tokens, serving: .host) : nil
         self.announcer = try Self.wireSlack(

@@ -135,14 +135,17 @@ struct Serve: AsyncParsableCommand {
         logger.info(
             "Starting", metadata: ["version": "\(BuildInfo.version)", "commit": "\(BuildInfo.commit)", "config": "\(configuration.file)"])
         try await ServePreflight.check(configuration)
-        let adapters = try AdapterRegistry.make(configuration: configuration, environment: environment, logger: logger)
+        let metrics = MetricsEndpoint()
+        let adapters = try AdapterRegistry.make(
+            configuration: configuration, environment: environment, logger: logger, telemetry: metrics.telemetry)
         // One driver: nothing writes the database or the master key before this lock is held.
         let lock: ServeLock
         do { lock = try ServeLock.acquire(database: configuration.database) } catch let error as ServeLock.Held {
             throw AdminClient.Failure(exitCode: 1, description: error.description)
         }
         let app = try OneTouchApplication(
-            configuration: configuration, adapters: adapters, environment: environment, logger: logger, crashHook: crashHook)
+            configuration: configuration, adapters: adapters, environment: environment, logger: logger, crashHook: crashHook,
+            metrics: metrics)
         do {
             defer { withExtendedLifetime(lock) {} }
             try await app.run(logger: logger)

@@ -116,10 +116,16 @@ public actor EC2RateLimiter {
     public let configuration: Configuration
     private let clock: any MonotonicClock
     private var buckets: [EC2RateCategory: Bucket] = [:]
+    /// Told how long each call that had to wait waited (seconds), for `/metrics`.
+    private let waited: (@Sendable (EC2RateCategory, Double) -> Void)?
 
-    public init(configuration: Configuration = .awsDefaults, clock: any MonotonicClock = SystemMonotonicClock()) {
+    public init(
+        configuration: Configuration = .awsDefaults, clock: any MonotonicClock = SystemMonotonicClock(),
+        waited: (@Sendable (EC2RateCategory, Double) -> Void)? = nil
+    ) {
         self.configuration = configuration
         self.clock = clock
+        self.waited = waited
         let start = clock.now()
         for (category, spec) in configuration.buckets {
             buckets[category] = Bucket(spec: spec, tokens: spec.capacity, updatedAt: start)
@@ -143,6 +149,7 @@ public actor EC2RateLimiter {
             buckets[category]?.tokens += 1
             throw error
         }
+        waited?(category, wait)
     }
 
     public func acquire(action: String, filteredOrPaginated: Bool) async throws {

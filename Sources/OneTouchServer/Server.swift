@@ -24,7 +24,7 @@ public enum OneTouchServer {
 
     public static func router(
         service: HostService, reconciler: Reconciler, adminTokens: [AdminToken], serving apis: APIs = .both,
-        readiness: ReadinessProbe? = nil
+        readiness: ReadinessProbe? = nil, metrics: (@Sendable () async throws -> [UInt8])? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in try json(.ok, Liveness()) }
@@ -33,6 +33,13 @@ public enum OneTouchServer {
             router.get("/readyz") { _, _ in
                 let answer = await readiness.check()
                 return try json(answer.ready ? .ok : .serviceUnavailable, answer, headers: [.cacheControl: "no-store"])
+            }
+        }
+        if apis != .host, let metrics {
+            router.get("/metrics") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: try await metrics())))
             }
         }
         if apis != .admin { addHostRoutes(to: router, service: service) }

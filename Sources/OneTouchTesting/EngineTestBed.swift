@@ -13,6 +13,8 @@ public final class EngineTestBed: @unchecked Sendable {
     public let clock: ManualClock
     public let logs = LogCapture()
     public let ids = SequentialIDs()
+    /// Where the engine, the store and the adapters record (nothing unless a test gives a factory).
+    public let telemetry: Telemetry
     public let masterKeyPath: String
     public var options: Engine.Options
     /// The level the engine logs at: everything by default (tests look at the lines); the benchmark
@@ -32,9 +34,11 @@ public final class EngineTestBed: @unchecked Sendable {
 
     public init(
         cloud: FakeCloud = FakeCloud(), options: Engine.Options = EngineTestBed.defaultOptions,
-        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil, logLevel: Logger.Level = .trace
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)? = nil, logLevel: Logger.Level = .trace,
+        telemetry: Telemetry = Telemetry()
     ) throws {
         self.logLevel = logLevel
+        self.telemetry = telemetry
         directory = NSTemporaryDirectory() + "onetouch-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         databasePath = directory + "/onetouch.sqlite"
@@ -47,7 +51,8 @@ public final class EngineTestBed: @unchecked Sendable {
         self.crashHook = crashHook
         (store, engine, service) = try Self.build(
             databasePath: databasePath, masterKeyPath: masterKeyPath, cloud: cloud, directory: directoryService,
-            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(level: logLevel), crashHook: crashHook)
+            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(level: logLevel), crashHook: crashHook,
+            telemetry: telemetry)
     }
 
     public static var defaultOptions: Engine.Options {
@@ -60,16 +65,18 @@ public final class EngineTestBed: @unchecked Sendable {
     static func build(
         databasePath: String, masterKeyPath: String, cloud: FakeCloud, directory: FakeDirectory, notifier: FakeNotifier,
         clock: ManualClock, ids: SequentialIDs, options: Engine.Options, logger: Logger,
-        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?
+        crashHook: (@Sendable (Step, CrashPoint) throws -> Void)?, telemetry: Telemetry
     ) throws -> (Store, Engine, HostService) {
-        let store = try Store(path: databasePath)
+        let store = try Store(path: databasePath, telemetry: telemetry)
         let secrets = SecretBox(masterKey: try SecretBox.loadOrCreateMasterKey(at: masterKeyPath))
         let renderer = UserDataRenderer(
             publicURL: "http://127.0.0.1:8780", configRepository: "https://git.example.test/config.git",
             configBranch: "main", pullPeriod: .seconds(1800))
-        let services = StepServices(
-            cloud: cloud, directory: directory, notifier: notifier, store: store, secrets: secrets, renderer: renderer,
-            logger: logger)
+        var services = StepServices(
+            cloud: MeasuredCloud(cloud, adapter: "fake", telemetry: telemetry),
+            directory: MeasuredDirectory(directory, adapter: "fake", telemetry: telemetry), notifier: notifier, store: store,
+            secrets: secrets, renderer: renderer, logger: logger)
+        services.telemetry = telemetry
         let engine = Engine(
             services: services, options: options, clock: clock, random: SeededRandom(seed: 7), owner: "test-\(UUID())",
             crashHook: crashHook)
@@ -85,7 +92,8 @@ public final class EngineTestBed: @unchecked Sendable {
         self.crashHook = crashHook
         (store, engine, service) = try Self.build(
             databasePath: databasePath, masterKeyPath: masterKeyPath, cloud: cloud, directory: directoryService,
-            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(level: logLevel), crashHook: crashHook)
+            notifier: notifier, clock: clock, ids: ids, options: options, logger: logs.logger(level: logLevel), crashHook: crashHook,
+            telemetry: telemetry)
         try await engine.loadUnfinishedHosts()
     }
 

@@ -19,7 +19,8 @@ struct QEMUAdapterTests {
 
     func make(_ section: ConfigSection) throws {
         let masterKey = root.appendingPathComponent("master.key").path
-        _ = try AdapterRegistry.makeCloud(section, environment: [:], masterKeyFile: masterKey, logger: Logger(label: "test"))
+        _ = try AdapterRegistry.makeCloud(
+            section, environment: [:], masterKeyFile: masterKey, logger: Logger(label: "test"), telemetry: Telemetry())
     }
 
     @Test func buildingTheProviderMakesNeitherItsStateFolderNorTheMasterKey() throws {

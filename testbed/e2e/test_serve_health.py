@@ -7,6 +7,7 @@ than serve's 10 s busy timeout (someone's `sqlite3` session in a write transacti
 readiness turns 503 and says why, serve stays up, and it is ready again once the lock is gone.
 """
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from test_onetouch_ec2 import _bin, _free_port, wait_for_healthz
+from test_onetouch_ec2 import Stack, _bin, _free_port, wait_for_healthz
 from test_tls import serve_env, write_config
 
 
@@ -99,3 +100,44 @@ def test_readyz_says_what_is_wrong_while_the_database_takes_no_writes_and_recove
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def parse_metrics(text):
+    """Samples by series as printed (`name{labels}`), after checking each line against the format."""
+    assert text.endswith("\n")
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        assert re.fullmatch(r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})?', name), line
+        samples[name] = float(value)
+    return samples
+
+
+def test_metrics_match_the_database_after_twenty_hosts(tmp_path):
+    """A real serve against the EC2 test bed: after 20 hosts, /metrics says what the database says."""
+    stack = Stack(tmp_path)
+    try:
+        stack.start_serve()
+        stack.create([f"m-{i:02d}" for i in range(20)])
+        hosts = stack.wait_settled()
+        assert all(h["state"] == "ready" for h in hosts)
+        with urllib.request.urlopen(stack.url + "/metrics", timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            samples = parse_metrics(r.read().decode())
+        with sqlite3.connect(f"file:{tmp_path}/onetouch.sqlite?mode=ro", uri=True) as db:
+            by_state = dict(db.execute("SELECT state || '/' || COALESCE(step, ''), count(*) FROM hosts GROUP BY 1"))
+            reports = dict(db.execute("SELECT stage, count(*) FROM reports GROUP BY stage"))
+            provisions = db.execute("SELECT count(*) FROM step_attempts WHERE step = 'provision' AND outcome = 'succeeded'").fetchone()[0]
+        assert by_state == {"ready/": 20}
+        assert samples['onetouch_hosts{state="ready",step=""}'] == 20
+        for stage, count in reports.items():
+            assert samples[f'onetouch_host_reports_total{{stage="{stage}"}}'] == count, stage
+        assert samples['onetouch_step_duration_seconds_count{step="provision",outcome="succeeded"}'] == provisions == 20
+        launches = stack.front_stats()
+        assert samples['onetouch_external_call_duration_seconds_count{adapter="ec2",action="launch"}'] >= 20, launches
+        assert samples['onetouch_external_call_duration_seconds_count{adapter="mit",action="preregister"}'] == 20
+        assert samples["onetouch_sqlite_commit_seconds_count"] > 0
+    finally:
+        stack.stop()

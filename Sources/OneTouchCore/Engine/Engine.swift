@@ -82,6 +82,9 @@ public final class Engine: Service, Sendable {
 
     public var health: Health { healthState.withLock { $0 } }
 
+    /// The engine's queue now: hosts due and waiting for a slot, and hosts being worked on.
+    public func queue() async -> (due: Int, inFlight: Int) { await scheduler.depth(now: clock.now) }
+
     /// Thrown out of the loop when the lease cannot be renewed: every step in flight is cancelled (a
     /// crash to resume), and the engine waits until it holds the lease again.
     struct LeaseLost: Error {
@@ -458,6 +461,7 @@ public final class Engine: Service, Sendable {
         case .done(let facts):
             attempt.finishedAt = now
             attempt.outcome = .succeeded
+            services.telemetry.stepFinished(step, succeeded: true, seconds: now.timeIntervalSince(attempt.startedAt))
             update.attempt = attempt
             if facts != previousFacts { update.facts = facts }
             let effects = try workflow.apply(.stepSucceeded)
@@ -525,6 +529,7 @@ public final class Engine: Service, Sendable {
         attempt.finishedAt = now
         attempt.errorClass = error.errorClass
         attempt.errorMessage = error.message
+        services.telemetry.stepFinished(step, succeeded: false, seconds: now.timeIntervalSince(attempt.startedAt))
         var errorClass = error.errorClass
         // Adapters know neither host names nor steps: a hint may say `{host}` and `{step}`.
         var message = error.description.replacingOccurrences(of: "{host}", with: spec.name)

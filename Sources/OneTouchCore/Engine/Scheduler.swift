@@ -45,6 +45,11 @@ actor Scheduler {
 
     var inFlightCount: Int { inFlight.count }
 
+    /// Hosts whose time has come and that wait for a free slot, and hosts being worked on.
+    func depth(now: Date) -> (due: Int, inFlight: Int) {
+        (due.count { $0.value.date <= now && !inFlight.contains($0.key) }, inFlight.count)
+    }
+
     func nextDue() -> Date? {
         due.filter { !inFlight.contains($0.key) }.values.map(\.date).min()
     }

@@ -12,6 +12,8 @@ public struct StepServices: Sendable {
     public var logger: Logger
     /// Where one-time passwords come from: the system CSPRNG, except in tests that plant a canary.
     public var oneTimePasswords: @Sendable () -> Secret = SecretBox.oneTimePassword
+    /// Step durations, for `/metrics`.
+    public var telemetry = Telemetry()
 
     public init(
         cloud: any CloudProvider, directory: any Directory, notifier: any Notifier, store: Store, secrets: SecretBox,

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import Synchronization
 
@@ -24,8 +25,12 @@ final class GroupCommit: Sendable {
     private let writer: any DatabaseWriter
     private let queue = Mutex(Queue())
     private let committed = Mutex((commits: 0, writes: 0))
+    private let telemetry: Telemetry
 
-    init(writer: any DatabaseWriter) { self.writer = writer }
+    init(writer: any DatabaseWriter, telemetry: Telemetry) {
+        self.writer = writer
+        self.telemetry = telemetry
+    }
 
     /// Transactions committed that changed something (a transaction that changed nothing writes
     /// nothing to the log: not a commit that costs).
@@ -74,6 +79,7 @@ final class GroupCommit: Sendable {
             deliveries.reserveCapacity(jobs.count)
             var writes = 0
             var failure: (any Error)?
+            let started = ContinuousClock.now
             do {
                 try db.inTransaction(.immediate) {
                     for job in jobs {
@@ -90,6 +96,8 @@ final class GroupCommit: Sendable {
             } catch {
                 failure = error
             }
+            // Recorded before the callers resume: whoever reads the metrics after a write sees its commit.
+            telemetry.committed(seconds: (ContinuousClock.now - started).seconds)
             for deliver in deliveries { deliver(failure) }
             // Writes the transaction never reached (BEGIN failed, or it was rolled back) fail with it.
             if let failure {

@@ -11,11 +11,14 @@ public final class Store: Sendable {
     private let groupCommit: GroupCommit
     /// The installation this database belongs to: every managed resource is tagged with it.
     public let installationID: String
+    /// Commit latency and reports recorded, for `/metrics`.
+    let telemetry: Telemetry
 
     /// Opens (creating if needed) the database at `path` and applies pending migrations. A new
     /// database is created mode 0600 (SQLite gives its -wal and -shm files the same mode); a failure
     /// names the path (`StoreOpenError`).
-    public init(path: String) throws {
+    public init(path: String, telemetry: Telemetry = Telemetry()) throws {
+        self.telemetry = telemetry
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(10)
         configuration.foreignKeysEnabled = true
@@ -32,7 +35,7 @@ public final class Store: Sendable {
         } catch let error as DatabaseError {
             throw StoreOpenError(path: path, error: error)
         }
-        groupCommit = GroupCommit(writer: pool)
+        groupCommit = GroupCommit(writer: pool, telemetry: telemetry)
         installationID = try pool.read { db in try String.fetchOne(db, sql: "SELECT id FROM installation") } ?? "unknown"
     }
 
@@ -388,7 +391,7 @@ extension Store {
         hostID: String, stage: ReportRecord.Stage, exitStatus: Int?, detail: String?, failedStage: ReportRecord.FailedStage? = nil,
         now: Date
     ) async throws -> ReportRecord {
-        try await write { db in
+        let recorded = try await write { db in
             var report = ReportRecord(
                 id: nil, hostID: hostID, stage: stage, exitStatus: exitStatus, detail: detail, receivedAt: now,
                 failedStage: failedStage)
@@ -404,6 +407,8 @@ extension Store {
             }
             return report
         }
+        telemetry.reportRecorded(stage: stage.rawValue)
+        return recorded
     }
 
     /// The latest report of `stage` newer than the host's report floor.
@@ -538,6 +543,15 @@ extension Store {
                     INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)
                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
                     """, arguments: [name, owner, now.addingTimeInterval(ttl.seconds)])
+        }
+    }
+
+    /// How many hosts are in each state and step (step "" for none), for `/metrics`.
+    public func hostCounts() throws -> [(state: String, step: String, count: Int)] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT state, COALESCE(step, '') AS step, count(*) AS n FROM hosts GROUP BY 1, 2").map {
+                ($0["state"], $0["step"], $0["n"])
+            }
         }
     }
 
