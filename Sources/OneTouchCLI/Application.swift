@@ -79,7 +79,8 @@ public struct OneTouchApplication {
         let split = configuration.hostListen != nil
         self.router = OneTouchServer.router(
             service: service, reconciler: reconciler, adminTokens: tokens, serving: split ? .admin : .both,
-            readiness: ReadinessProbe(store: store, engine: engine, clock: clock), metrics: { try await metrics.scrape() })
+            readiness: ReadinessProbe(store: store, engine: engine, clock: clock), metrics: { try await metrics.scrape() },
+            secureCookies: configuration.tls != nil)
         self.hostRouter =
             split ? OneTouchServer.router(service: service, reconciler: reconciler, adminTokens: tokens, serving: .host) : nil
         self.announcer = try Self.wireSlack(

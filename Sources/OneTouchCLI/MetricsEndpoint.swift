@@ -22,7 +22,9 @@ public final class MetricsEndpoint: Sendable {
         factory.durationHistogramBuckets[Telemetry.stepDuration] = seconds([0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600])
         factory.durationHistogramBuckets[Telemetry.externalCallDuration] = seconds([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
         factory.durationHistogramBuckets[Telemetry.rateLimiterWait] = seconds([0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30])
-        factory.durationHistogramBuckets[Telemetry.commitDuration] = seconds([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
+        factory.durationHistogramBuckets[Telemetry.commitDuration] = seconds([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+        ])
         telemetry = Telemetry(factory: factory)
     }
 
@@ -44,8 +46,10 @@ public final class MetricsEndpoint: Sendable {
             registry.makeGauge(descriptor: hosts, labels: [("state", row.state), ("step", row.step)]).set(to: Double(row.count))
         }
         let queue = await engine.queue()
-        registry.makeGauge(descriptor: Self.descriptor("onetouch_engine_due_hosts", "Hosts whose next step is due and wait for a free slot"))
-            .set(to: Double(queue.due))
+        registry.makeGauge(
+            descriptor: Self.descriptor("onetouch_engine_due_hosts", "Hosts whose next step is due and wait for a free slot")
+        )
+        .set(to: Double(queue.due))
         registry.makeGauge(descriptor: Self.descriptor("onetouch_engine_hosts_in_flight", "Hosts whose step is running now"))
             .set(to: Double(queue.inFlight))
         return registry.emitToBuffer()

@@ -24,7 +24,7 @@ public enum OneTouchServer {
 
     public static func router(
         service: HostService, reconciler: Reconciler, adminTokens: [AdminToken], serving apis: APIs = .both,
-        readiness: ReadinessProbe? = nil, metrics: (@Sendable () async throws -> [UInt8])? = nil
+        readiness: ReadinessProbe? = nil, metrics: (@Sendable () async throws -> [UInt8])? = nil, secureCookies: Bool = false
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in try json(.ok, Liveness()) }
@@ -41,6 +41,9 @@ public enum OneTouchServer {
                     status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
                     body: .init(byteBuffer: ByteBuffer(bytes: try await metrics())))
             }
+        }
+        if apis != .host {
+            addStatusRoutes(to: router, store: service.store, adminTokens: adminTokens, secureCookies: secureCookies)
         }
         if apis != .admin { addHostRoutes(to: router, service: service) }
         if apis != .host { addAdminRoutes(to: router, service: service, reconciler: reconciler, adminTokens: adminTokens) }

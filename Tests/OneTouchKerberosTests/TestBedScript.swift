@@ -52,7 +52,8 @@ enum TestBedScript {
         guard status == 0 else {
             let text = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
             let command = "scripts/\(name) \(arguments.joined(separator: " "))"
-            throw Failure(description: "\(command) exited with status \(status): \(text.suffix(2000))")
+            let code = (status >> 8) & 0xff  // WEXITSTATUS; a signal shows in the low bits
+            throw Failure(description: "\(command) exited with \(code) (wait status \(status)): \(text.suffix(2000))")
         }
     }
 }

@@ -68,7 +68,8 @@ def wait_for_healthz(proc, url, log, timeout=30):
 class Stack:
     """The test beds plus one `onetouch serve` process that can be killed and restarted."""
 
-    def __init__(self, base: Path, front_args: str = "", retry=("100ms", "2s", 40, "5m"), directory="mit", agent=True):
+    def __init__(self, base: Path, front_args: str = "", retry=("100ms", "2s", 40, "5m"), directory="mit", agent=True,
+                 agent_args=""):
         """`directory`: "mit" (a throwaway MIT realm) or "freeipa" (the FreeIPA test server);
         `agent`: whether the simulated host agent plays the hosts (False: the test plays them)."""
         self.base = base
@@ -78,7 +79,8 @@ class Stack:
         if directory == "mit":
             subprocess.run([ROOT / "scripts/krb5-testbed", "start", base / "krb5"], check=True, capture_output=True)
             self.krb = _env_file(base / "krb5/env")
-            env = dict(os.environ, AGENT_ARGS="--kadmin /usr/bin/kadmin", FRONT_ARGS=front_args, KRB5_CONFIG=self.krb["KRB5_CONFIG"])
+            env = dict(os.environ, AGENT_ARGS="--kadmin /usr/bin/kadmin " + agent_args, FRONT_ARGS=front_args,
+                       KRB5_CONFIG=self.krb["KRB5_CONFIG"])
         else:
             subprocess.run([ROOT / "scripts/freeipa-testbed", "start", base / "ipa"], check=True, capture_output=True,
                            env=dict(os.environ, IPA_TESTBED_HOSTNAME="localhost"))

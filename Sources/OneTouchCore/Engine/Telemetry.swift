@@ -34,7 +34,12 @@ public struct Telemetry: Sendable {
     public func externalCall(adapter: String, action: String, seconds: TimeInterval, failed: Bool) {
         let dimensions = [("adapter", adapter), ("action", action)]
         record(Self.externalCallDuration, dimensions, seconds: seconds)
-        if failed { Counter(label: Self.externalCallErrors, dimensions: dimensions, handler: factory.makeCounter(label: Self.externalCallErrors, dimensions: dimensions)).increment() }
+        if failed {
+            Counter(
+                label: Self.externalCallErrors, dimensions: dimensions,
+                handler: factory.makeCounter(label: Self.externalCallErrors, dimensions: dimensions)
+            ).increment()
+        }
     }
 
     public func rateLimiterWaited(category: String, seconds: TimeInterval) {
@@ -47,8 +52,10 @@ public struct Telemetry: Sendable {
 
     func reportRecorded(stage: String) {
         let dimensions = [("stage", stage)]
-        Counter(label: Self.hostReports, dimensions: dimensions, handler: factory.makeCounter(label: Self.hostReports, dimensions: dimensions))
-            .increment()
+        Counter(
+            label: Self.hostReports, dimensions: dimensions, handler: factory.makeCounter(label: Self.hostReports, dimensions: dimensions)
+        )
+        .increment()
     }
 
     private func record(_ label: String, _ dimensions: [(String, String)], seconds: TimeInterval) {
@@ -99,17 +106,23 @@ public struct MeasuredCloud: CloudProvider {
     public func createVolume(_ request: VolumeRequest) async throws -> Volume {
         try await measure("create-volume") { try await base.createVolume(request) }
     }
-    public func volumes(ids: [String]) async throws -> [Volume] { try await measure("describe-volumes") { try await base.volumes(ids: ids) } }
+    public func volumes(ids: [String]) async throws -> [Volume] {
+        try await measure("describe-volumes") { try await base.volumes(ids: ids) }
+    }
     public func volumes(hostIDs: [String]) async throws -> [Volume] {
         try await measure("describe-volumes") { try await base.volumes(hostIDs: hostIDs) }
     }
-    public func managedInstances() async throws -> [Instance] { try await measure("describe-instances") { try await base.managedInstances() } }
+    public func managedInstances() async throws -> [Instance] {
+        try await measure("describe-instances") { try await base.managedInstances() }
+    }
     public func managedVolumes() async throws -> [Volume] { try await measure("describe-volumes") { try await base.managedVolumes() } }
     public var attachmentDevice: String? { base.attachmentDevice }
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         try await measure("attach-volume") { try await base.attachVolume(volumeID: volumeID, instanceID: instanceID) }
     }
-    public func terminate(instanceID: String) async throws { try await measure("terminate") { try await base.terminate(instanceID: instanceID) } }
+    public func terminate(instanceID: String) async throws {
+        try await measure("terminate") { try await base.terminate(instanceID: instanceID) }
+    }
     public func deleteVolume(volumeID: String) async throws {
         try await measure("delete-volume") { try await base.deleteVolume(volumeID: volumeID) }
     }

@@ -596,4 +596,171 @@ runcmd:
 
 """#####,
     ]
+    static let pages: [String: String] = [
+        "status-live.html.mustache": #####"""
+<section class="fleet" aria-label="hosts by state">
+{{#fleet}}
+  <div class="count state-{{state}}" data-state="{{state}}"><span class="n">{{count}}</span><span class="label">{{state}}</span></div>
+{{/fleet}}
+  <p class="stamp">as of <time id="updated">{{updatedAt}}</time> UTC</p>
+</section>
+
+{{#attention}}
+<section class="failures" aria-label="hosts that need a person">
+  <h2>Needs a person</h2>
+{{#failures}}
+  <article class="failure" data-host="{{name}}">
+    <h3>{{name}} <span class="badge state-{{state}}">{{state}}{{#step}} · {{step}}{{/step}}</span></h3>
+    <p class="reason">{{reason}}</p>
+    {{#command}}<p class="fix">To fix: <code>{{command}}</code></p>{{/command}}
+  </article>
+{{/failures}}
+</section>
+{{/attention}}
+
+<section class="hosts" aria-label="hosts">
+  <h2>Hosts <span class="muted">({{hostCount}}, destroyed ones not shown)</span></h2>
+  <table>
+    <thead><tr><th>host</th><th>role</th><th>state</th><th>steps</th><th>changed</th></tr></thead>
+    <tbody>
+{{#hosts}}
+      <tr data-host="{{name}}" data-state="{{state}}">
+        <td class="name">{{name}}</td>
+        <td>{{role}}</td>
+        <td><span class="badge state-{{state}}">{{state}}{{#step}} · {{step}}{{/step}}</span></td>
+        <td class="timeline">{{#timeline}}<span class="step outcome-{{outcome}}" title="{{outcome}}">{{step}} <b>{{duration}}</b>{{#tries}} <i>{{tries}}</i>{{/tries}}</span>{{/timeline}}</td>
+        <td class="muted">{{updated}}</td>
+      </tr>
+{{/hosts}}
+{{^hosts}}
+      <tr><td colspan="5" class="muted">No hosts yet: <code>onetouch create NAME --role ROLE</code></td></tr>
+{{/hosts}}
+    </tbody>
+  </table>
+</section>
+
+<section class="events" aria-label="recent events">
+  <h2>Recent events</h2>
+  <table>
+    <thead><tr><th>time (UTC)</th><th>host</th><th>change</th><th>why</th><th>by</th></tr></thead>
+    <tbody>
+{{#events}}
+      <tr><td class="muted">{{at}}</td><td>{{host}}</td><td>{{#from}}{{from}} → {{/from}}{{to}}{{#step}} · {{step}}{{/step}}</td><td>{{reason}}</td><td class="muted">{{actor}}</td></tr>
+{{/events}}
+    </tbody>
+  </table>
+</section>
+
+"""#####,
+        "status-sign-in.html.mustache": #####"""
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>onetouch · sign in</title>
+<link rel="stylesheet" href="/status/status.css">
+</head>
+<body class="sign-in">
+<main>
+  <h1>onetouch <span>fleet status</span></h1>
+  <form method="post" action="/status/sign-in">
+    <label for="token">Admin token</label>
+    <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+    <button type="submit">Sign in</button>
+    {{#problem}}<p class="problem" role="alert">{{problem}}</p>{{/problem}}
+    <p class="muted">One of the tokens in serve's <code>admin_tokens</code>. The page is read-only; the session ends after 8 hours.</p>
+  </form>
+</main>
+</body>
+</html>
+
+"""#####,
+        "status.css": #####"""
+:root { --fg: #1d2330; --muted: #6b7280; --line: #e5e7eb; --bg: #f8fafc; --ok: #15803d; --run: #1d4ed8; --wait: #7c3aed; --bad: #b91c1c; --pause: #b45309; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+header, main, footer { max-width: 1200px; margin: 0 auto; padding: 12px 20px; }
+header { display: flex; justify-content: space-between; align-items: baseline; border-bottom: 1px solid var(--line); }
+h1 { font-size: 20px; margin: 0; } h1 span { font-weight: 400; color: var(--muted); }
+h2 { font-size: 15px; margin: 24px 0 8px; } h3 { font-size: 14px; margin: 0 0 4px; }
+.who, .muted, footer { color: var(--muted); } footer { font-size: 12px; }
+body.stale main { opacity: .55; } body.stale header::after { content: "connection lost: retrying"; color: var(--bad); }
+.fleet { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; }
+.count { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 92px; }
+.count .n { display: block; font-size: 22px; font-weight: 600; } .count .label { color: var(--muted); }
+.stamp { margin-left: auto; color: var(--muted); }
+table { width: 100%; border-collapse: collapse; background: #fff; border: 1px solid var(--line); border-radius: 8px; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
+td.name { font-weight: 600; }
+.badge { display: inline-block; border-radius: 999px; padding: 1px 8px; font-size: 12px; color: #fff; background: var(--muted); white-space: nowrap; }
+.state-ready .n, .count.state-ready .n { color: var(--ok); } .badge.state-ready { background: var(--ok); }
+.badge.state-running, .badge.state-pending { background: var(--run); } .badge.state-waiting { background: var(--wait); }
+.badge.state-failed { background: var(--bad); } .badge.state-paused { background: var(--pause); }
+.badge.state-destroying { background: #475569; }
+.count.state-failed .n { color: var(--bad); } .count.state-paused .n { color: var(--pause); }
+.timeline .step { display: inline-block; margin: 0 4px 4px 0; padding: 1px 6px; border-radius: 4px; background: #eef2ff; font-size: 12px; }
+.timeline .outcome-succeeded { background: #dcfce7; } .timeline .outcome-failed { background: #fee2e2; }
+.timeline .outcome-paused { background: #ffedd5; } .timeline .outcome-running, .timeline .outcome-waiting { background: #ede9fe; }
+.failures .failure { background: #fff; border: 1px solid #fecaca; border-left: 4px solid var(--bad); border-radius: 6px; padding: 10px 12px; margin-bottom: 8px; }
+.reason { margin: 4px 0; white-space: pre-wrap; word-break: break-word; }
+code { background: #f1f5f9; padding: 1px 5px; border-radius: 4px; font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
+.fix code { background: #111827; color: #f9fafb; padding: 3px 8px; }
+body.sign-in main { max-width: 380px; margin-top: 12vh; } form { display: grid; gap: 8px; margin-top: 16px; }
+input { padding: 8px; border: 1px solid var(--line); border-radius: 6px; font: inherit; }
+button { padding: 8px; border: 0; border-radius: 6px; background: var(--run); color: #fff; font: inherit; cursor: pointer; }
+.problem { color: var(--bad); }
+
+"""#####,
+        "status.html.mustache": #####"""
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>onetouch · fleet status</title>
+<link rel="stylesheet" href="/status/status.css">
+<script src="/status/status.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>onetouch <span>fleet status</span></h1>
+  <p class="who">signed in as <strong>{{user}}</strong> · read-only · <a href="/status/sign-out">sign out</a></p>
+</header>
+<main id="live" data-refresh="{{refreshMilliseconds}}" aria-live="polite">
+{{{live}}}
+</main>
+<footer>Updates every {{refreshMilliseconds}} ms without reloading. Commands shown here are run with the <code>onetouch</code> CLI.</footer>
+</body>
+</html>
+
+"""#####,
+        "status.js": #####"""
+// Fetches the live part of the status page again every few seconds and swaps it in: no reload, no
+// framework. A 401 (the session ended) reloads, which shows the sign-in form.
+"use strict";
+(function () {
+  const live = document.getElementById("live");
+  const every = Number(live.dataset.refresh) || 2000;
+  async function refresh() {
+    try {
+      const response = await fetch("/status/live", { credentials: "same-origin", cache: "no-store" });
+      if (response.status === 401) { location.reload(); return; }
+      if (response.ok) {
+        live.innerHTML = await response.text();
+        document.body.classList.remove("stale");
+      } else {
+        document.body.classList.add("stale");
+      }
+    } catch (error) {
+      document.body.classList.add("stale");
+    }
+    setTimeout(refresh, every);
+  }
+  setTimeout(refresh, every);
+})();
+
+"""#####,
+    ]
 }

@@ -546,6 +546,33 @@ extension Store {
         }
     }
 
+    /// What the status page shows: every host not destroyed with the attempts of its generation, the
+    /// count of hosts by state and step, and the latest events with their host's name, newest first.
+    public struct StatusSnapshot: Sendable {
+        public var hosts: [HostRecord]
+        public var attempts: [AttemptRecord]
+        public var counts: [(state: String, step: String, count: Int)]
+        public var events: [(EventRecord, String)]
+    }
+
+    public func statusSnapshot(events limit: Int) throws -> StatusSnapshot {
+        let counts = try hostCounts()
+        return try read { db in
+            let hosts = try HostRecord.fetchAll(db, sql: "SELECT * FROM hosts WHERE state <> 'destroyed' ORDER BY name")
+            let attempts = try AttemptRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT a.* FROM step_attempts a JOIN hosts h ON h.id = a.host_id AND a.generation = h.generation
+                    WHERE h.state <> 'destroyed' ORDER BY a.id
+                    """)
+            let events = try Row.fetchAll(
+                db, sql: "SELECT e.*, h.name AS host_name FROM events e JOIN hosts h ON h.id = e.host_id ORDER BY e.id DESC LIMIT ?",
+                arguments: [limit]
+            ).map { (try EventRecord(row: $0), $0["host_name"] as String) }
+            return StatusSnapshot(hosts: hosts, attempts: attempts, counts: counts, events: events)
+        }
+    }
+
     /// How many hosts are in each state and step (step "" for none), for `/metrics`.
     public func hostCounts() throws -> [(state: String, step: String, count: Int)] {
         try read { db in
