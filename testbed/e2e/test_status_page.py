@@ -39,8 +39,14 @@ def browser():
 
 
 def host_state(driver, name):
-    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-host="{name}"]')
-    return rows[0].get_attribute("data-state") if rows else None
+    """The state the page shows for a host, read in one script call: the live part is replaced every
+    2 s, so an element found first and read afterwards may be gone (stale) in between."""
+    return driver.execute_script(
+        "const row = document.querySelector(`tr[data-host='${arguments[0]}']`); return row ? row.dataset.state : null;", name)
+
+
+def text_of(driver, selector):
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;", selector)
 
 
 def test_the_page_shows_a_host_going_from_under_way_to_ready_live(tmp_path, browser):
@@ -49,14 +55,18 @@ def test_the_page_shows_a_host_going_from_under_way_to_ready_live(tmp_path, brow
     try:
         stack.start_serve()
         browser.get(stack.url + "/status")
+        # A form's answer is a new page: wait for it rather than read the old one (a click does not
+        # wait for the navigation it starts).
+        WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "token"))
         browser.find_element(By.ID, "token").send_keys("not-a-token-of-this-serve")
         browser.find_element(By.CSS_SELECTOR, "form button").click()
-        assert "not one of serve" in browser.find_element(By.CSS_SELECTOR, ".problem").text
+        problem = WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".problem"))
+        assert "not one of serve" in problem[0].text
         browser.find_element(By.ID, "token").send_keys(stack.token)
         browser.find_element(By.CSS_SELECTOR, "form button").click()
-        WebDriverWait(browser, 10).until(lambda d: "signed in as" in d.find_element(By.TAG_NAME, "header").text)
+        WebDriverWait(browser, 10).until(lambda d: "signed in as" in (text_of(d, "header") or ""))
         marker = browser.execute_script("window.onetouchMarker = Math.random(); return window.onetouchMarker;")
-        assert "No hosts yet" in browser.find_element(By.ID, "live").text
+        assert "No hosts yet" in text_of(browser, "#live")
 
         stack.create(["web-01"])
         seen = []
@@ -71,7 +81,7 @@ def test_the_page_shows_a_host_going_from_under_way_to_ready_live(tmp_path, brow
         WebDriverWait(browser, 120, poll_frequency=0.2).until(lambda d: (under_way(d) or True) and host_state(d, "web-01") == "ready")
         assert seen[0] in ("pending", "running", "waiting") and seen[-1] == "ready", seen
         assert browser.execute_script("return window.onetouchMarker;") == marker, "the page was never reloaded"
-        timeline = browser.find_element(By.CSS_SELECTOR, 'tr[data-host="web-01"] .timeline').text
+        timeline = text_of(browser, 'tr[data-host="web-01"] .timeline')
         for step in ("provision", "preregister", "bootstrap", "attach-volume", "config-pull", "complete"):
             assert step in timeline, timeline
 
@@ -80,9 +90,9 @@ def test_the_page_shows_a_host_going_from_under_way_to_ready_live(tmp_path, brow
         settled = stack.wait_settled(timeout=120)
         assert {h["name"]: h["state"] for h in settled} == {"web-01": "ready", "web-02": "ready", "web-03": "ready", "db-01": "failed"}
         WebDriverWait(browser, 10, poll_frequency=0.2).until(
-            lambda d: d.find_elements(By.CSS_SELECTOR, 'article.failure[data-host="db-01"]')
+            lambda d: text_of(d, 'article.failure[data-host="db-01"]')
             and host_state(d, "web-02") == "ready" and host_state(d, "web-03") == "ready")
-        failure = browser.find_element(By.CSS_SELECTOR, 'article.failure[data-host="db-01"]').text
+        failure = text_of(browser, 'article.failure[data-host="db-01"]')
         assert "onetouch retry db-01" in failure, failure
         assert browser.execute_script("return window.onetouchMarker;") == marker
         time.sleep(2.5)  # one more refresh, so the screenshot shows the settled fleet
