@@ -30,8 +30,6 @@ public final class MetricsEndpoint: Sendable {
 
     public func attach(store: Store, engine: Engine) { sources.withLock { $0 = (store, engine) } }
 
-    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
-
     public func scrape() async throws -> [UInt8] {
         guard let (store, engine) = sources.withLock({ $0 }) else { return registry.emitToBuffer() }
         let hosts = Self.descriptor("onetouch_hosts", "Hosts by state and step (step is empty when the state has none)")

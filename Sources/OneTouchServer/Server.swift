@@ -275,6 +275,14 @@ public struct AdminToken: Sendable {
         self.name = name
         self.hash = SecretBox.tokenHash(token)
     }
+
+    /// The name of the token `presented` is, or nil. Every token is compared (in constant time), so
+    /// the time taken says nothing about which one matched.
+    static func name(of presented: String, in tokens: [AdminToken]) -> String? {
+        var matched: String?
+        for candidate in tokens where SecretBox.tokenMatches(presented, hash: candidate.hash) { matched = candidate.name }
+        return matched
+    }
 }
 
 extension OneTouchServer {
@@ -294,9 +302,7 @@ struct AdminAuth<Context: RequestContext>: RouterMiddleware {
     let tokens: [AdminToken]
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let token = try OneTouchServer.bearer(request)
-        var matched: String?
-        for candidate in tokens where SecretBox.tokenMatches(token, hash: candidate.hash) { matched = candidate.name }
-        guard let name = matched else { throw APIError(.unauthorized, "invalid admin token") }
+        guard let name = AdminToken.name(of: token, in: tokens) else { throw APIError(.unauthorized, "invalid admin token") }
         var head = request.head
         head.headerFields[OneTouchServer.adminNameHeader] = name
         return try await next(Request(head: head, body: request.body), context)

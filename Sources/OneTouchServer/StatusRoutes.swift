@@ -81,10 +81,13 @@ extension OneTouchServer {
                 return parts.count == 2 ? (parts[0], parts[1]) : nil
             }
             let token = form.first { $0.0 == "token" }?.1 ?? ""
-            var matched: String?
-            for candidate in adminTokens where SecretBox.tokenMatches(token, hash: candidate.hash) { matched = candidate.name }
-            guard let name = matched else {
-                return page(.unauthorized, try StatusPage.signIn(problem: "That is not one of serve's admin tokens."))
+            guard let name = AdminToken.name(of: token, in: adminTokens) else {
+                return page(
+                    .unauthorized,
+                    try StatusPage.signIn(
+                        problem:
+                            "That is not one of serve's admin tokens. Use a line of the file that admin_tokens names in serve's configuration (the token, without its name)."
+                    ))
             }
             let id = sessions.open(name: name, now: Date())
             let cookie =

@@ -83,82 +83,84 @@ def user_data(stack, host_id, timeout=60):
     raise AssertionError(f"no instance for {host_id} after {timeout} s: {stack.hosts()}")
 
 
-def test_a_host_enrolls_in_freeipa_with_the_real_bootstrap_and_leaves_it_at_destroy(base):
+@pytest.fixture
+def launched(base):
+    """`serve` with `directory: {kind: freeipa}` and one host, ipa-01, created and launched. Yields the
+    stack and a function that makes the host's machine: the sandbox with the instance's user-data,
+    whose ipa-client-install enrolls at the test server, and whose data volume appears as xvdf (the EC2
+    provider attaches it as /dev/sdf, which a Xen guest sees as xvdf)."""
     stack = Stack(base, directory="freeipa", agent=False)
-    sandbox = None
+    machines = []
     try:
         stack.start_serve()
         stack.create(["ipa-01"])
         (host,) = stack.hosts()
         text = user_data(stack, host["id"])
-        assert ipa(stack, "state")["hosts"][FQDN]["has_password"], "preregister set a one-time password"
 
-        # The EC2 provider attaches the data volume as /dev/sdf, which a Xen guest sees as xvdf.
-        behaviour = {"ipa-client-install": {"enroll_url": stack.ipa["IPA_TEST_HOOKS"] + "/enroll"}}
-        sandbox = hostkit.Sandbox(base / "host", text, behaviour=behaviour, volume_link="xvdf")
-        booted = sandbox.boot(timeout=240)
-        assert booted.returncode == 0, booted.stdout
+        def machine():
+            behaviour = {"ipa-client-install": {"enroll_url": stack.ipa["IPA_TEST_HOOKS"] + "/enroll"}}
+            machines.append(hostkit.Sandbox(base / "host", text, behaviour=behaviour, volume_link="xvdf"))
+            return machines[-1]
 
-        (host,) = wait_all(stack, "ready", timeout=120)
-        entry = ipa(stack, "state")["hosts"][FQDN]
-        assert entry["has_keytab"] and not entry["has_password"] and entry["enrollments"] == 1, entry
-
-        (install,) = sandbox.calls("ipa-client-install")
-        argv = install["argv"]
-        assert argv[argv.index("--server") + 1] == "localhost" and argv[argv.index("--domain") + 1] == "onetouch.test"
-        assert "-U" in argv and "-p" not in argv and "--principal" not in argv and "--force-join" not in argv
-        assert sandbox.file(argv[argv.index("--ca-cert-file") + 1]) == Path(stack.ipa["IPA_CA_BUNDLE"]).read_text()
-        (add,) = [c for c in ipa(stack, "calls?detail=1") if c["method"] == "host_add"]
-        assert add["args"] == [FQDN] and add["options"].get("random") is True and "ip_address" not in add["options"]
-        assert not sandbox.exists("/run/onetouch/otp")
-
-        # A reboot after ready: the script runs again and changes nothing.
-        sandbox.reboot()
-        again = sandbox.boot(timeout=120)
-        assert again.returncode == 0, again.stdout
-        assert len(sandbox.calls("ipa-client-install")) == 1
-        assert stack.api("GET", "/v1/admin/hosts/ipa-01")["state"] == "ready"
-
-        stack.api("POST", "/v1/admin/hosts/ipa-01/destroy", {"keepVolume": False})
-        wait_all(stack, "destroyed", timeout=120)
-        assert FQDN not in ipa(stack, "state")["hosts"]
-        instances, volumes = stack.managed()
-        assert instances == {} and volumes == {}
+        yield stack, machine
     finally:
-        if sandbox:
+        for sandbox in machines:
             sandbox.close()
         stack.stop()
 
 
-def test_a_wrong_one_time_password_fails_the_host_with_the_installers_reason(base):
+def test_a_host_enrolls_in_freeipa_with_the_real_bootstrap_and_leaves_it_at_destroy(launched):
+    stack, machine = launched
+    assert ipa(stack, "state")["hosts"][FQDN]["has_password"], "preregister set a one-time password"
+    sandbox = machine()
+    booted = sandbox.boot(timeout=240)
+    assert booted.returncode == 0, booted.stdout
+
+    (host,) = wait_all(stack, "ready", timeout=120)
+    entry = ipa(stack, "state")["hosts"][FQDN]
+    assert entry["has_keytab"] and not entry["has_password"] and entry["enrollments"] == 1, entry
+
+    (install,) = sandbox.calls("ipa-client-install")
+    argv = install["argv"]
+    assert argv[argv.index("--server") + 1] == "localhost" and argv[argv.index("--domain") + 1] == "onetouch.test"
+    assert "-U" in argv and "-p" not in argv and "--principal" not in argv and "--force-join" not in argv
+    assert sandbox.file(argv[argv.index("--ca-cert-file") + 1]) == Path(stack.ipa["IPA_CA_BUNDLE"]).read_text()
+    (add,) = [c for c in ipa(stack, "calls?detail=1") if c["method"] == "host_add"]
+    assert add["args"] == [FQDN] and add["options"].get("random") is True and "ip_address" not in add["options"]
+    assert not sandbox.exists("/run/onetouch/otp")
+
+    # A reboot after ready: the script runs again and changes nothing.
+    sandbox.reboot()
+    again = sandbox.boot(timeout=120)
+    assert again.returncode == 0, again.stdout
+    assert len(sandbox.calls("ipa-client-install")) == 1
+    assert stack.api("GET", "/v1/admin/hosts/ipa-01")["state"] == "ready"
+
+    stack.api("POST", "/v1/admin/hosts/ipa-01/destroy", {"keepVolume": False})
+    wait_all(stack, "destroyed", timeout=120)
+    assert FQDN not in ipa(stack, "state")["hosts"]
+    instances, volumes = stack.managed()
+    assert instances == {} and volumes == {}
+
+
+def test_a_wrong_one_time_password_fails_the_host_with_the_installers_reason(launched):
     """The host's enrollment is refused by the server (its one-time password was replaced behind
     onetouch's back): the host fails at config-pull with the installer's own log line, not `ready`."""
-    stack = Stack(base, directory="freeipa", agent=False)
-    sandbox = None
-    try:
-        stack.start_serve()
-        stack.create(["ipa-01"])
-        (host,) = stack.hosts()
-        text = user_data(stack, host["id"])
-        # Someone runs `ipa host-mod --random` by hand: the password onetouch holds is no longer valid.
-        ipa_command(stack, "host_mod", [FQDN], {"random": True})
-        behaviour = {"ipa-client-install": {"enroll_url": stack.ipa["IPA_TEST_HOOKS"] + "/enroll"}}
-        sandbox = hostkit.Sandbox(base / "host", text, behaviour=behaviour, volume_link="xvdf")
-        # After reporting the failure the script waits for a new attempt (`onetouch retry`); the
-        # sandbox's run ends at its timeout, after the host has failed.
-        def boot():
-            with contextlib.suppress(AssertionError):
-                sandbox.boot(timeout=45)
+    stack, machine = launched
+    # Someone runs `ipa host-mod --random` by hand: the password onetouch holds is no longer valid.
+    ipa_command(stack, "host_mod", [FQDN], {"random": True})
+    sandbox = machine()
+    # After reporting the failure the script waits for a new attempt (`onetouch retry`); the
+    # sandbox's run ends at its timeout, after the host has failed.
+    def boot():
+        with contextlib.suppress(AssertionError):
+            sandbox.boot(timeout=45)
 
-        host_side = threading.Thread(target=boot)
-        host_side.start()
-        (host,) = wait_all(stack, "failed", timeout=120)
-        host_side.join()
-        assert host.get("step") == "config-pull", host
-        events = json.dumps(stack.api("GET", "/v1/admin/hosts/ipa-01/events"))
-        assert "ipa-client-install failed" in events and "Joining realm failed" in events, events[-3000:]
-        assert not ipa(stack, "state")["hosts"][FQDN]["has_keytab"]
-    finally:
-        if sandbox:
-            sandbox.close()
-        stack.stop()
+    host_side = threading.Thread(target=boot)
+    host_side.start()
+    (host,) = wait_all(stack, "failed", timeout=120)
+    host_side.join()
+    assert host.get("step") == "config-pull", host
+    events = json.dumps(stack.api("GET", "/v1/admin/hosts/ipa-01/events"))
+    assert "ipa-client-install failed" in events and "Joining realm failed" in events, events[-3000:]
+    assert not ipa(stack, "state")["hosts"][FQDN]["has_keytab"]

@@ -83,9 +83,8 @@ def test_readyz_says_what_is_wrong_while_the_database_takes_no_writes_and_recove
         try:
             status, blocked = get(url + "/readyz")
             assert status == 503 and not blocked["ready"], blocked
-            assert checks(blocked)["database"] == {"name": "database", "ok": False,
-                                                   "detail": checks(blocked)["database"]["detail"]}
-            assert "database is locked" in checks(blocked)["database"]["detail"], blocked
+            database = checks(blocked)["database"]
+            assert database["ok"] is False and "database is locked" in database["detail"], blocked
             time.sleep(12)  # past the lease renewal and its 10 s busy timeout
             assert proc.poll() is None, "serve stays up while it cannot write"
         finally:

@@ -64,7 +64,7 @@ public final class Engine: Service, Sendable {
 
     /// What `/readyz` reports about the loop: when it last looked at the schedule, and why it is
     /// paused when it cannot hold its lease.
-    public struct Health: Sendable, Equatable {
+    public struct Health: Sendable {
         public var started = false
         public var lastTick: Date?
         /// Set while the engine cannot take or renew its lease (another holder, a database that takes
@@ -73,11 +73,6 @@ public final class Engine: Service, Sendable {
         public var owner = ""
         /// The last error of each step's external calls (the cloud's, the directory's), with when.
         public var lastErrors: [Step: (error: String, at: Date)] = [:]
-
-        public static func == (a: Health, b: Health) -> Bool {
-            a.started == b.started && a.lastTick == b.lastTick && a.paused == b.paused && a.owner == b.owner
-                && a.lastErrors.mapValues(\.error) == b.lastErrors.mapValues(\.error)
-        }
     }
 
     public var health: Health { healthState.withLock { $0 } }

@@ -103,9 +103,14 @@ public enum StatusPage {
         return String(format: "%02d:%02d:%02d", c.hour ?? 0, c.minute ?? 0, c.second ?? 0)
     }
 
+    /// Parsed once: the live part is rendered every 2 s for every open page.
+    static let parsedTemplates: Result<[String: MustacheTemplate], any Error> = Result {
+        try EmbeddedResources.pages.filter { $0.key.hasSuffix(".mustache") }.mapValues { try MustacheTemplate(string: $0) }
+    }
+
     static func template(_ name: String) throws -> MustacheTemplate {
-        guard let text = EmbeddedResources.pages[name] else { throw UnknownTemplate(name: name) }
-        return try MustacheTemplate(string: text)
+        guard let template = try parsedTemplates.get()[name] else { throw UnknownTemplate(name: name) }
+        return template
     }
 
     struct UnknownTemplate: Error, CustomStringConvertible {

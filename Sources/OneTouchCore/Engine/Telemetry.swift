@@ -34,12 +34,7 @@ public struct Telemetry: Sendable {
     public func externalCall(adapter: String, action: String, seconds: TimeInterval, failed: Bool) {
         let dimensions = [("adapter", adapter), ("action", action)]
         record(Self.externalCallDuration, dimensions, seconds: seconds)
-        if failed {
-            Counter(
-                label: Self.externalCallErrors, dimensions: dimensions,
-                handler: factory.makeCounter(label: Self.externalCallErrors, dimensions: dimensions)
-            ).increment()
-        }
+        if failed { factory.makeCounter(label: Self.externalCallErrors, dimensions: dimensions).increment(by: 1) }
     }
 
     public func rateLimiterWaited(category: String, seconds: TimeInterval) {
@@ -51,11 +46,7 @@ public struct Telemetry: Sendable {
     }
 
     func reportRecorded(stage: String) {
-        let dimensions = [("stage", stage)]
-        Counter(
-            label: Self.hostReports, dimensions: dimensions, handler: factory.makeCounter(label: Self.hostReports, dimensions: dimensions)
-        )
-        .increment()
+        factory.makeCounter(label: Self.hostReports, dimensions: [("stage", stage)]).increment(by: 1)
     }
 
     private func record(_ label: String, _ dimensions: [(String, String)], seconds: TimeInterval) {
@@ -66,14 +57,11 @@ public struct Telemetry: Sendable {
     /// Measures `body` as a call of `adapter` (a thrown error counts as failed).
     public func measure<T>(adapter: String, action: String, _ body: () async throws -> T) async throws -> T {
         let start = ContinuousClock.now
-        do {
-            let value = try await body()
-            externalCall(adapter: adapter, action: action, seconds: (ContinuousClock.now - start).seconds, failed: false)
-            return value
-        } catch {
-            externalCall(adapter: adapter, action: action, seconds: (ContinuousClock.now - start).seconds, failed: true)
-            throw error
-        }
+        var failed = true
+        defer { externalCall(adapter: adapter, action: action, seconds: (ContinuousClock.now - start).seconds, failed: failed) }
+        let value = try await body()
+        failed = false
+        return value
     }
 }
 
