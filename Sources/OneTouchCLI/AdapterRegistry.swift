@@ -165,7 +165,7 @@ public enum AdapterRegistry {
     static func makeEC2(_ section: ConfigSection, environment: [String: String], telemetry: Telemetry) throws -> any CloudProvider {
         try section.rejectUnknownKeys([
             "kind", "region", "endpoint", "image_id", "subnet_id", "security_group_ids", "instance_profile", "kms_key_id",
-            "availability_zone", "metadata_hop_limit", "rate_limits",
+            "availability_zone", "metadata_hop_limit", "rate_limits", "root_volume_encrypted",
         ])
         let region = try section.string("region")
         let settings: EC2Settings
@@ -185,6 +185,7 @@ public enum AdapterRegistry {
             instanceProfile: try section.string("instance_profile").map { $0.hasPrefix("arn:") ? .arn($0) : .name($0) },
             kmsKeyID: try section.string("kms_key_id"), availabilityZone: try section.string("availability_zone"))
         launch.metadataHopLimit = try section.int("metadata_hop_limit", range: 1...64) ?? 1
+        launch.rootVolumeEncrypted = try section.bool("root_volume_encrypted")
         let transport = AsyncHTTPClientTransport()
         let limiter =
             (try section.bool("rate_limits") ?? true)

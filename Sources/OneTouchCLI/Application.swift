@@ -27,6 +27,7 @@ public struct Adapters: Sendable {
 public struct OneTouchApplication {
     public let engine: Engine
     public let service: HostService
+    public let drift: DriftService
     public let store: Store
     /// What `listen` serves: both APIs, or the admin API alone when the host API has `host_listen`.
     public let router: Router<BasicRequestContext>
@@ -70,6 +71,13 @@ public struct OneTouchApplication {
             store: store, secrets: secrets, renderer: renderer, roles: configuration.roles, domain: configuration.domain,
             directory: directory, clock: clock, ids: ids, logger: logger,
             repositoryCredential: repositoryCredential, wake: { await engine.wake($0, underWay: $1) })
+        var driftOptions = DriftService.Options()
+        driftOptions.pullPeriod = configuration.pullPeriod
+        driftOptions.cloudCheck = configuration.cloudDriftEvery
+        driftOptions.credentialMaxAge = configuration.reportCredentialMaxAge
+        let drift = DriftService(
+            store: store, hosts: service, cloud: cloud, notifier: adapters.notifier, clock: clock, logger: logger, options: driftOptions)
+        self.drift = drift
         metrics.attach(store: store, engine: engine)
         self.engine = engine
         self.service = service
@@ -80,9 +88,10 @@ public struct OneTouchApplication {
         self.router = OneTouchServer.router(
             service: service, reconciler: reconciler, adminTokens: tokens, serving: split ? .admin : .both,
             readiness: ReadinessProbe(store: store, engine: engine, clock: clock), metrics: { try await metrics.scrape() },
-            secureCookies: configuration.tls != nil)
+            secureCookies: configuration.tls != nil, drift: drift)
         self.hostRouter =
-            split ? OneTouchServer.router(service: service, reconciler: reconciler, adminTokens: tokens, serving: .host) : nil
+            split
+            ? OneTouchServer.router(service: service, reconciler: reconciler, adminTokens: tokens, serving: .host, drift: drift) : nil
         self.announcer = try Self.wireSlack(
             adapters.slack, router: router, service: service, configuration: configuration,
             adminTokens: tokens, clock: clock, owner: owner ?? ProcessLease.owner, logger: logger)
@@ -136,7 +145,7 @@ public struct OneTouchApplication {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: ([engine] + listeners + (announcer.map { [$0] } ?? [])).map { .init(service: $0) },
+                services: ([engine, DriftWatcher(drift)] + listeners + (announcer.map { [$0] } ?? [])).map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

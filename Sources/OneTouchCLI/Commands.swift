@@ -17,7 +17,8 @@ public struct OneTouch: AsyncParsableCommand {
         version: BuildInfo.description,
         subcommands: [
             Serve.self, Create.self, Status.self, List.self, Events.self, Resume.self, Retry.self, Destroy.self,
-            Render.self, Reconcile.self, ConfigCommand.self, Backup.self,
+            Render.self, Reconcile.self, DriftCommand.self, Check.self, RotateReportCredential.self, ConfigCommand.self,
+            Backup.self,
         ])
 
     public init() {}
@@ -286,6 +287,12 @@ struct Status: AsyncParsableCommand {
         Output.line("  role:     \(host.role)   fqdn: \(host.fqdn)   generation: \(host.generation)")
         if let instance = host.instanceId { Output.line("  instance: \(instance)   address: \(host.privateIp ?? "-")") }
         if let volume = host.volumeId { Output.line("  volume:   \(volume)") }
+        if host.state == HostState.Kind.ready.rawValue, let data = try? await api.get("/v1/admin/hosts/\(AdminClient.escape(name))/drift"),
+            let drift = try? api.decode(DriftView.self, data)
+        {
+            Output.line("  drift:    \(drift.drift?.rawValue ?? "no report yet") since \(APIDates.format(drift.since))")
+            Output.line("            " + DriftCommand.line(drift).drop(while: { $0 != " " }).trimmingCharacters(in: .whitespaces))
+        }
         if let log = host.failureLog {
             let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
             Output.line("  log tail from the host (last \(min(lines.count, Self.logLines)) of \(lines.count) lines; --json has all):")
@@ -306,17 +313,24 @@ struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List hosts.")
     @Option(help: "Only hosts in this state (pending, running, waiting, ready, failed, paused, destroying, destroyed).")
     var state: HostState.Kind?
+    @Option(help: "Only ready hosts in this configuration drift state (in-sync, corrected, failing, silent).")
+    var drift: DriftState?
     @OptionGroup var client: ClientOptions
     @OptionGroup var output: OutputOptions
 
+    func validate() throws {
+        if let state, drift != nil, state != .ready { throw ValidationError("--drift lists ready hosts; drop --state \(state.rawValue)") }
+    }
+
     func run() async throws {
         let api = try client.client()
-        let data = try await api.get("/v1/admin/hosts" + (state.map { "?state=\($0.rawValue)" } ?? ""))
+        let query = [state.map { "state=\($0.rawValue)" }, drift.map { "drift=\($0.rawValue)" }].compactMap { $0 }
+        let data = try await api.get("/v1/admin/hosts" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
         if output.json { return printJSON(data) }
         let hosts = try api.decode([HostView].self, data)
         if hosts.isEmpty { return Output.line("no hosts") }
         for host in hosts {
-            let state = host.state + (host.step.map { "(\($0))" } ?? "")
+            let state = host.state + (host.step.map { "(\($0))" } ?? "") + (host.drift.map { " \($0.rawValue)" } ?? "")
             Output.line(
                 "\(host.name.padding(toLength: max(24, host.name.count), withPad: " ", startingAt: 0)) \(state.padding(toLength: 24, withPad: " ", startingAt: 0)) \(host.role.padding(toLength: 12, withPad: " ", startingAt: 0)) \(host.instanceId ?? "-")"
             )

@@ -14,6 +14,9 @@ public struct EC2LaunchSettings: Sendable, Equatable {
     public var volumeType: String = "gp3"
     public var device: String = "/dev/sdf"
     public var metadataHopLimit: Int = 1
+    /// Cloud drift: the root volume must be encrypted (true), must not be (false), or is not looked at
+    /// (nil; the AMI and the account's EBS default decide it at launch).
+    public var rootVolumeEncrypted: Bool?
 
     public init(
         imageID: String, subnetID: String? = nil, securityGroupIDs: [String] = [],
@@ -125,6 +128,15 @@ public struct EC2CloudProvider: CloudProvider {
 
     public var attachmentDevice: String? { settings.device }
 
+    /// The security groups and subnet are compared only when the configuration names them (else EC2
+    /// picks defaults); the data volume's key when it is an ARN (an alias or id reads back as the ARN).
+    public func declaration(instanceType: String, tags: [String: String]) -> CloudDeclaration {
+        CloudDeclaration(
+            instanceType: instanceType, securityGroupIDs: settings.securityGroupIDs.isEmpty ? nil : settings.securityGroupIDs,
+            subnetID: settings.subnetID, tags: tags, rootVolumeEncrypted: settings.rootVolumeEncrypted,
+            rootVolumeKeyID: nil, dataVolumeKeyID: settings.kmsKeyID)
+    }
+
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         _ = try await call("attach volume \(volumeID)") {
             try await client.attachVolume(volumeId: volumeID, instanceId: instanceID, device: settings.device)
@@ -160,7 +172,9 @@ public struct EC2CloudProvider: CloudProvider {
     static func instance(_ ec2: EC2Instance) -> Instance {
         Instance(
             id: ec2.id, state: Instance.State(rawValue: ec2.state.name.rawValue) ?? .pending, privateIP: ec2.privateIpAddress,
-            zone: ec2.availabilityZone, tags: ec2.tags, metadataTokensRequired: ec2.metadataOptions?.httpTokens == "required")
+            zone: ec2.availabilityZone, tags: ec2.tags, metadataTokensRequired: ec2.metadataOptions?.httpTokens == "required",
+            instanceType: ec2.instanceType, securityGroupIDs: ec2.securityGroupIds, subnetID: ec2.subnetId,
+            rootVolumeID: ec2.blockDeviceMappings.first { $0.deviceName == ec2.rootDeviceName }?.volumeId)
     }
 
     static func volume(_ ec2: EC2Volume) -> Volume {

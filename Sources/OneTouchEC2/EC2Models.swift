@@ -112,13 +112,19 @@ public struct EC2Instance: Sendable, Equatable {
     public var iamInstanceProfileArn: String?
     public var blockDeviceMappings: [EC2InstanceBlockDevice]
     public var launchTime: Date?
+    /// `groupSet/item/groupId`; nil when the answer has no group set.
+    public var securityGroupIds: [String]?
+    public var rootDeviceName: String?
 
     public init(
         id: String, state: EC2InstanceState, reservationId: String? = nil, instanceType: String? = nil,
         imageId: String? = nil, privateIpAddress: String? = nil, availabilityZone: String? = nil, subnetId: String? = nil,
         clientToken: String? = nil, tags: [String: String] = [:], metadataOptions: EC2MetadataOptions? = nil,
-        iamInstanceProfileArn: String? = nil, blockDeviceMappings: [EC2InstanceBlockDevice] = [], launchTime: Date? = nil
+        iamInstanceProfileArn: String? = nil, blockDeviceMappings: [EC2InstanceBlockDevice] = [], launchTime: Date? = nil,
+        securityGroupIds: [String]? = nil, rootDeviceName: String? = nil
     ) {
+        self.securityGroupIds = securityGroupIds
+        self.rootDeviceName = rootDeviceName
         self.id = id
         self.state = state
         self.reservationId = reservationId

@@ -116,7 +116,9 @@ public enum EC2ResponseDecoder {
             subnetId: item.nonEmptyValue("subnetId"), clientToken: item.nonEmptyValue("clientToken"),
             tags: tags(item), metadataOptions: metadata,
             iamInstanceProfileArn: item.child("iamInstanceProfile")?.nonEmptyValue("arn"),
-            blockDeviceMappings: devices, launchTime: item.nonEmptyValue("launchTime").flatMap(ISO8601.parse))
+            blockDeviceMappings: devices, launchTime: item.nonEmptyValue("launchTime").flatMap(ISO8601.parse),
+            securityGroupIds: item.child("groupSet").map { _ in item.items("groupSet").compactMap { $0.nonEmptyValue("groupId") } },
+            rootDeviceName: item.nonEmptyValue("rootDeviceName"))
     }
 
     static func volume(_ node: XMLElementNode, action: String) throws -> EC2Volume {

@@ -24,7 +24,8 @@ public enum OneTouchServer {
 
     public static func router(
         service: HostService, reconciler: Reconciler, adminTokens: [AdminToken], serving apis: APIs = .both,
-        readiness: ReadinessProbe? = nil, metrics: (@Sendable () async throws -> [UInt8])? = nil, secureCookies: Bool = false
+        readiness: ReadinessProbe? = nil, metrics: (@Sendable () async throws -> [UInt8])? = nil, secureCookies: Bool = false,
+        drift: DriftService? = nil
     ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("/healthz") { _, _ in try json(.ok, Liveness()) }
@@ -47,6 +48,10 @@ public enum OneTouchServer {
         }
         if apis != .admin { addHostRoutes(to: router, service: service) }
         if apis != .host { addAdminRoutes(to: router, service: service, reconciler: reconciler, adminTokens: adminTokens) }
+        if let drift {
+            if apis != .admin { addRunRoutes(to: router, drift: drift) }
+            if apis != .host { addDriftAdminRoutes(to: router, drift: drift, adminTokens: adminTokens) }
+        }
         return router
     }
 
@@ -143,6 +148,15 @@ public enum OneTouchServer {
         }
         admin.get("/hosts") { request, _ in
             var state: HostState.Kind?
+            var drift: DriftState?
+            if let raw = request.uri.queryParameters.get("drift") {
+                guard let value = DriftState(rawValue: raw) else {
+                    throw APIError(
+                        .badRequest,
+                        "unknown drift state '\(raw)'; use one of \(DriftState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                drift = value
+            }
             if let raw = request.uri.queryParameters.get("state") {
                 guard let kind = HostState.Kind(rawValue: raw) else {
                     throw APIError(
@@ -151,7 +165,12 @@ public enum OneTouchServer {
                 }
                 state = kind
             }
-            return try json(.ok, try service.store.hosts(state: state).map { HostView($0) })
+            let states = try service.store.driftStates()
+            return try json(
+                .ok,
+                try service.store.hosts(state: drift == nil ? state : .ready).filter { drift == nil || states[$0.id] == drift }.map {
+                    HostView($0, drift: states[$0.id])
+                })
         }
         admin.get("/hosts/:name") { _, context in
             let name = try context.parameters.require("name")
@@ -249,6 +268,7 @@ public enum OneTouchServer {
             case .unauthorized: throw APIError(.unauthorized, error.message)
             case .forbidden: throw APIError(.forbidden, error.message)
             case .gone: throw APIError(.gone, error.message)
+            case .tooManyRequests: throw APIError(.tooManyRequests, error.message)
             }
         }
     }

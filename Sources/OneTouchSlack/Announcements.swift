@@ -123,6 +123,11 @@ enum Announcements {
         return SlackMessage(text: text, blocks: [contextBlock("\(escaped(reason)) by \(who(actor))")], key: key)
     }
 
+    /// A drift transition (configuration or cloud), in the host's thread: once per transition.
+    static func drift(_ host: HostSnapshot, reason: String, key: String) -> SlackMessage {
+        SlackMessage(text: "\(host.fqdn): \(reason)", blocks: [contextBlock(escaped(reason))], key: key)
+    }
+
     // MARK: Pieces
 
     /// The command that continues a failed host: the one its reason names, else `onetouch resume NAME`.

@@ -34,9 +34,13 @@ enum SlackPlanner {
             var parent = Announcements.parent(host, timeline: context.timeline, requestedBy: context.requestedBy)
             parent.key = "\(host.id)-parent"
             plan.parent = parent
-            if event.actor != "engine" && event.fromState != nil {
+            if event.actor != "engine" && event.actor != Drift.actor && event.fromState != nil {
                 plan.messages.append(Announcements.command(host, reason: event.reason, actor: event.actor, key: key("command")))
             }
+        }
+        if event.actor == Drift.actor {
+            plan.messages.append(Announcements.drift(host, reason: event.reason, key: key("drift")))
+            return plan
         }
         switch kind {
         case .ready where fromKind != .ready:

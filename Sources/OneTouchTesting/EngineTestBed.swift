@@ -169,6 +169,13 @@ public final class EngineTestBed: @unchecked Sendable {
         }
     }
 
+    /// The drift service over this bed's store, cloud, notifier and clock.
+    public func drift(_ options: DriftService.Options = DriftService.Options()) -> DriftService {
+        DriftService(
+            store: store, hosts: service, cloud: cloud, notifier: notifier, clock: clock, logger: logs.logger(level: logLevel),
+            options: options)
+    }
+
     public func remove() {
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -96,7 +96,8 @@ public final class FakeCloud: CloudProvider, Sendable {
                 let instance = Instance(
                     id: id, state: .pending,
                     privateIP: s.instancesStayPending ? nil : "10.0.\(s.counter / 250).\(s.counter % 250 + 2)", zone: "fake-1a",
-                    tags: request.tags, metadataTokensRequired: requireMetadataTokens)
+                    tags: request.tags, metadataTokensRequired: requireMetadataTokens, instanceType: request.instanceType,
+                    rootVolumeID: String(format: "vol-%017x", s.counter + 1))
                 s.instances[id] = instance
                 // Like EC2 with a volume TagSpecification: the root volume carries the launch tags.
                 s.counter += 1
@@ -209,6 +210,16 @@ public final class FakeCloud: CloudProvider, Sendable {
         count("managedVolumes")
         return state.withLock { s in
             s.volumes.values.filter { $0.tags[ManagedTags.volumeRole] == ManagedTags.dataVolume }.sorted { $0.id < $1.id }
+        }
+    }
+
+    /// Changes an instance as a person at the cloud's console would (cloud drift tests).
+    public func change(instance id: String, _ body: @Sendable (inout Instance) -> Void) {
+        state.withLock { s in
+            if var instance = s.instances[id] {
+                body(&instance)
+                s.instances[id] = instance
+            }
         }
     }
 

@@ -20,7 +20,7 @@ extension APITest {
         defer { bed.remove() }
         let router = OneTouchServer.router(
             service: bed.service, reconciler: Reconciler(store: bed.store, cloud: bed.cloud),
-            adminTokens: [AdminToken(name: "ops", token: Secret(Self.adminToken))])
+            adminTokens: [AdminToken(name: "ops", token: Secret(Self.adminToken))], drift: bed.drift())
         try await Application(router: router).test(.router) { client in try await body(bed, client) }
     }
 

@@ -36,6 +36,7 @@ CHROOT_PATH = f"{STUB_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 VOLUME_ID = "vol-0123456789abcdef0"
 TOKEN = "tok-Sekrit-0123456789abcdef"
 OTP = "Otp-9f8e7d6c5b4a-Sekrit"
+REPORT_CREDENTIAL = "rpt-Sekrit-0123456789abcdefABCDEF"
 
 TAG = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -139,7 +140,9 @@ class FakeHostAPI:
             "config-credential": queues.get("credential", [(204, None)]),
             "task": queues.get("task", [(200, {"step": "none", "attempt": "a1"})]),
             "reports": queues.get("reports", [(200, {"recorded": True})]),
+            "runs": queues.get("runs", [(200, {"recorded": True, "drift": "in-sync", "nextRun": "apply"})]),
         }
+        self.report_credential = REPORT_CREDENTIAL
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.enrollment_issued = False
@@ -183,7 +186,14 @@ class FakeHostAPI:
             if raw:
                 record["body"] = json.loads(raw)
             self.requests.append(record)
-            if request.headers.get("Authorization") != f"Bearer {self.token}":
+            if method == "POST" and path == prefix + "runs":  # the report credential, and nothing else
+                if request.headers.get("Authorization") != f"Bearer {self.report_credential}":
+                    status, body = 401, {"error": "unknown host or invalid report credential"}
+                else:
+                    status, body = self.next_answer("runs")
+                    if status == 200 and body.get("credential"):
+                        self.report_credential = body["credential"]
+            elif request.headers.get("Authorization") != f"Bearer {self.token}":
                 status, body = 401, {"error": "bad token"}
             elif not record["claim"]:  # as onetouch serve: every call carries the machine's boot secret
                 status, body = 400, {"error": "no boot secret"}
@@ -193,6 +203,8 @@ class FakeHostAPI:
                 name = path[len(prefix):]
                 if method == "POST" and name == "claim":
                     status, body = 204, None
+                elif method == "POST" and name == "report-credential":
+                    status, body = 200, {"credential": self.report_credential}
                 elif method == "POST" and name == "reports":
                     status, body = self.next_answer("reports")
                     if status == 200 and self.enrollment_issued:
@@ -221,7 +233,14 @@ class FakeHostAPI:
 
     def reports(self) -> list[dict]:
         with self.lock:
-            return [r["body"] for r in self.requests if r["method"] == "POST" and r.get("status") == 200]
+            return [r["body"] for r in self.requests
+                    if r["method"] == "POST" and r["path"].endswith("/reports") and r.get("status") == 200]
+
+    def runs(self) -> list[dict]:
+        """The configuration runs the host reported and were accepted, in order."""
+        with self.lock:
+            return [r["body"] for r in self.requests
+                    if r["method"] == "POST" and r["path"].endswith("/runs") and r.get("status") == 200]
 
 
 def mit_answer(**overrides) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import hostkit
-from hostkit import OTP, TOKEN, VOLUME_ID, FakeHostAPI, Sandbox, mit_answer
+from hostkit import OTP, REPORT_CREDENTIAL, TOKEN, VOLUME_ID, FakeHostAPI, Sandbox, mit_answer
 
 REASON = hostkit.sandbox_unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
@@ -54,7 +54,11 @@ def assert_no_secret_leaked(sandbox):
     for call in sandbox.calls():
         assert OTP not in " ".join(call["argv"]) and TOKEN not in " ".join(call["argv"])
         assert TOKEN not in call["stdin"]
+        assert REPORT_CREDENTIAL not in " ".join(call["argv"]) and REPORT_CREDENTIAL not in call["stdin"]
     assert not sandbox.exists("/run/onetouch/otp") and not sandbox.exists("/run/onetouch/auth")
+    assert not sandbox.exists("/run/onetouch/report-auth")
+    if sandbox.exists("/etc/onetouch/report-credential"):  # the report credential: only in its 0600 file
+        assert everything.count(REPORT_CREDENTIAL) == 1
 
 
 def test_happy_path_reports_in_order_enrolls_before_the_pull_and_keeps_secrets(host):
@@ -72,9 +76,15 @@ def test_happy_path_reports_in_order_enrolls_before_the_pull_and_keeps_secrets(h
         # a 503 on the first report is retried; every call carries the token
         assert [r["status"] for r in api.requests if r["path"].endswith("/reports")][:2] == [503, 200]
         assert api.calls()[0] == "POST claim", "the machine claims the host with its first call, before any stage"
-        assert all(r["auth"] == f"Bearer {TOKEN}" for r in api.requests)
+        assert all(r["auth"] == f"Bearer {TOKEN}" for r in api.requests if not r["path"].endswith("/runs"))
+        # the first configuration run reports with the report credential (issued before it), never the token
+        (run,) = api.runs()
+        assert run["exitStatus"] == 0 and run["checkMode"] is False
+        assert [r["auth"] for r in api.requests if r["path"].endswith("/runs")] == [f"Bearer {REPORT_CREDENTIAL}"]
+        assert api.calls().index("POST report-credential") < api.calls().index("POST runs")
+        assert sandbox.mode("/etc/onetouch/report-credential") == 0o600
         # ... and this machine's boot secret: one, 256 random bits, kept 0600 in /var/lib/onetouch/claim
-        claims = {r["claim"] for r in api.requests}
+        claims = {r["claim"] for r in api.requests if not r["path"].endswith("/runs")}
         assert len(claims) == 1 and re.fullmatch(r"[0-9a-f]{64}", claims.pop() or "")
         assert sandbox.mode("/var/lib/onetouch/claim") == 0o600
         assert api.calls().count("GET enrollment") == 2  # 425, then 200
@@ -172,7 +182,7 @@ def test_a_reboot_in_the_middle_of_the_pull_continues_at_the_next_boot(host):
         second = sandbox.start_service("onetouch-bootstrap.service")
         assert second.returncode == 0, second.stdout
         assert stages(api) == ["booted", "volume-mounted", "booted", "volume-mounted", "configured"]
-        assert len({r["claim"] for r in api.requests}) == 1, "the machine presents the same boot secret after a reboot"
+        assert len({r["claim"] for r in api.requests if not r["path"].endswith("/runs")}) == 1, "the machine presents the same boot secret after a reboot"
         assert api.calls().count("GET enrollment") == 1 and len(sandbox.calls("kadmin")) == 1
         assert sandbox.file("/etc/fstab").split("UUID=")[1].split()[0] == uuid
         assert sandbox.file("/var/log/onetouch/volume.log").count("making an ext4 filesystem") == 1

@@ -26,6 +26,9 @@ public struct BatchingCloud: CloudProvider {
     public func managedInstances() async throws -> [Instance] { try await base.managedInstances() }
     public func managedVolumes() async throws -> [Volume] { try await base.managedVolumes() }
     public var attachmentDevice: String? { base.attachmentDevice }
+    public func declaration(instanceType: String, tags: [String: String]) -> CloudDeclaration {
+        base.declaration(instanceType: instanceType, tags: tags)
+    }
 
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         try await base.attachVolume(volumeID: volumeID, instanceID: instanceID)

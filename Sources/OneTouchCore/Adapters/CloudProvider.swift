@@ -44,10 +44,16 @@ public struct Instance: Sendable, Equatable, Codable {
     public var tags: [String: String]
     /// IMDSv2 required (`HttpTokens=required`), where the cloud has such a thing.
     public var metadataTokensRequired: Bool
+    /// What cloud drift compares, where the cloud tells (nil: it does not).
+    public var instanceType: String?
+    public var securityGroupIDs: [String]?
+    public var subnetID: String?
+    public var rootVolumeID: String?
 
     public init(
         id: String, state: State, privateIP: String? = nil, zone: String? = nil, tags: [String: String] = [:],
-        metadataTokensRequired: Bool = true
+        metadataTokensRequired: Bool = true, instanceType: String? = nil, securityGroupIDs: [String]? = nil,
+        subnetID: String? = nil, rootVolumeID: String? = nil
     ) {
         self.id = id
         self.state = state
@@ -55,6 +61,10 @@ public struct Instance: Sendable, Equatable, Codable {
         self.zone = zone
         self.tags = tags
         self.metadataTokensRequired = metadataTokensRequired
+        self.instanceType = instanceType
+        self.securityGroupIDs = securityGroupIDs
+        self.subnetID = subnetID
+        self.rootVolumeID = rootVolumeID
     }
 }
 
@@ -142,8 +152,14 @@ public protocol CloudProvider: Sendable {
     var attachmentDevice: String? { get }
     func terminate(instanceID: String) async throws
     func deleteVolume(volumeID: String) async throws
+    /// What this cloud's configuration declares for a host of `instanceType` launched with `tags`
+    /// (cloud drift compares live resources with it).
+    func declaration(instanceType: String, tags: [String: String]) -> CloudDeclaration
 }
 
 extension CloudProvider {
     public var attachmentDevice: String? { nil }
+    public func declaration(instanceType: String, tags: [String: String]) -> CloudDeclaration {
+        CloudDeclaration(instanceType: instanceType, tags: tags)
+    }
 }

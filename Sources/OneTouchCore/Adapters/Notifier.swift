@@ -1,6 +1,10 @@
 /// A message for the team about a host.
 public struct Announcement: Sendable, Equatable {
-    public enum Kind: String, Sendable { case ready, destroyed, failed }
+    public enum Kind: String, Sendable {
+        case ready, destroyed, failed
+        /// A host's configuration or cloud resources drifted, or came back (once per transition).
+        case drift
+    }
     public var kind: Kind
     public var hostName: String
     public var hostID: String

@@ -52,6 +52,10 @@ public struct Configuration: Sendable {
     public var configRepository: String
     public var configBranch: String = "main"
     public var pullPeriod: Duration = .seconds(30 * 60)
+    /// `drift:`: how often `serve` compares the cloud with the configuration (nil: never by itself),
+    /// and the age at which a host's report credential is replaced.
+    public var cloudDriftEvery: Duration? = .seconds(3600)
+    public var reportCredentialMaxAge: Duration = .seconds(30 * 86_400)
     /// Where the credential for a private configuration repository comes from, and its kind.
     public var repositoryCredential: (kind: RepositoryCredential.Kind, source: SecretSource)?
     public var roles: [String: Role]
@@ -65,7 +69,7 @@ public struct Configuration: Sendable {
         "listen", "host_listen", "tls", "allow_plain_http", "log_format", "public_url", "database", "master_key_file", "admin_tokens",
         "domain",
         "concurrency", "timeouts",
-        "retry", "config", "roles", "provider", "directory", "notifier",
+        "retry", "config", "roles", "provider", "directory", "notifier", "drift",
     ]
 
     public static func load(file: String) throws -> Configuration {
@@ -154,6 +158,21 @@ public struct Configuration: Sendable {
             try timeouts.rejectUnknownKeys(["bootstrap", "config_pull"])
             if let t = try timeouts.duration("bootstrap") { configuration.timeouts[.bootstrap] = t }
             if let t = try timeouts.duration("config_pull") { configuration.timeouts[.configPull] = t }
+        }
+        if let drift = try root.section("drift") {
+            try drift.rejectUnknownKeys(["cloud_check_every", "report_credential_max_age"])
+            if let every = try drift.duration("cloud_check_every") {
+                guard every == .zero || every >= .seconds(60) else {
+                    throw drift.error(
+                        "cloud_check_every", "must be at least 1m (each look describes every host), or 0s for only `onetouch drift --cloud`"
+                    )
+                }
+                configuration.cloudDriftEvery = every == .zero ? nil : every
+            }
+            if let age = try drift.duration("report_credential_max_age") {
+                guard age >= .seconds(3600) else { throw drift.error("report_credential_max_age", "must be at least 1h") }
+                configuration.reportCredentialMaxAge = age
+            }
         }
         if let retry = try root.section("retry") {
             try retry.rejectUnknownKeys(["base_delay", "max_delay", "max_attempts", "budget"])

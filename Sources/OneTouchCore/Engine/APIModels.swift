@@ -18,8 +18,11 @@ public struct HostView: Sendable, Codable, Equatable {
     /// The log tail the host sent with its `failed` report, when that is why the host failed (only in
     /// the one-host view).
     public var failureLog: String?
+    /// A ready host's configuration drift (nil: not ready, or no run reported yet).
+    public var drift: DriftState?
 
-    public init(_ host: HostRecord, failureLog: String? = nil) {
+    public init(_ host: HostRecord, failureLog: String? = nil, drift: DriftState? = nil) {
+        self.drift = drift
         let spec = try? host.decodedSpec
         let facts = host.decodedFacts
         id = host.id
@@ -58,6 +61,23 @@ public struct EventView: Sendable, Codable, Equatable {
         reason = event.reason
         actor = event.actor
     }
+}
+
+/// `POST /v1/admin/check`: which hosts run their next pull in check mode.
+public struct CheckRequest: Sendable, Codable, Equatable {
+    public var names: [String]
+    public var role: String?
+    public var all: Bool
+    public init(names: [String] = [], role: String? = nil, all: Bool = false) {
+        self.names = names
+        self.role = role
+        self.all = all
+    }
+}
+
+public struct CheckAnswer: Sendable, Codable, Equatable {
+    public var hosts: [String]
+    public init(hosts: [String]) { self.hosts = hosts }
 }
 
 public struct RetryRequest: Sendable, Codable, Equatable {

@@ -3,7 +3,7 @@ import Logging
 
 /// An admin or host request that cannot be done, with what to do instead.
 public struct ServiceError: Error, CustomStringConvertible, Equatable {
-    public enum Kind: Sendable, Equatable { case invalid, notFound, conflict, unauthorized, forbidden, gone }
+    public enum Kind: Sendable, Equatable { case invalid, notFound, conflict, unauthorized, forbidden, gone, tooManyRequests }
     public var kind: Kind
     public var message: String
     public var description: String { message }
@@ -161,7 +161,7 @@ public final class HostService: Sendable {
     /// tail it sent (its latest `failed` report since the last retry).
     public func status(named name: String) throws -> HostView {
         let host = try host(named: name)
-        guard host.hostState.kind == .failed else { return HostView(host) }
+        guard host.hostState.kind == .failed else { return HostView(host, drift: try store.driftStates()[host.id]) }
         let report = try store.latestReport(hostID: host.id, stage: .failed, after: host.reportFloor(for: .failed))
         return HostView(host, failureLog: report?.detail)
     }

@@ -105,6 +105,9 @@ public struct MeasuredCloud: CloudProvider {
     }
     public func managedVolumes() async throws -> [Volume] { try await measure("describe-volumes") { try await base.managedVolumes() } }
     public var attachmentDevice: String? { base.attachmentDevice }
+    public func declaration(instanceType: String, tags: [String: String]) -> CloudDeclaration {
+        base.declaration(instanceType: instanceType, tags: tags)
+    }
     public func attachVolume(volumeID: String, instanceID: String) async throws {
         try await measure("attach-volume") { try await base.attachVolume(volumeID: volumeID, instanceID: instanceID) }
     }

@@ -47,10 +47,13 @@ public struct StepContext: Sendable {
     public func reportFloor(for stage: ReportRecord.Stage) -> Int64 { facts.reportFloor(for: stage, hostFloor: host.reportFloor) }
     public var directoryHost: DirectoryHost { DirectoryHost(fqdn: spec.fqdn, ipAddress: facts.privateIP) }
     /// Tags for every resource of this host and generation.
-    public var tags: [String: String] {
+    public var tags: [String: String] { Self.tags(host: host, spec: spec, installation: services.store.installationID) }
+
+    /// The tags a host's resources are made with (cloud drift expects them still there).
+    public static func tags(host: HostRecord, spec: HostSpec, installation: String) -> [String: String] {
         [
             ManagedTags.hostID: host.id, ManagedTags.managed: "true", ManagedTags.name: spec.fqdn,
-            ManagedTags.installation: services.store.installationID,
+            ManagedTags.installation: installation,
             "onetouch:generation": String(host.generation), "onetouch:role": spec.role,
         ]
     }

@@ -248,6 +248,11 @@ extension Store {
             // A new generation is a new machine: it starts unclaimed.
             try db.cachedStatement(sql: "UPDATE hosts SET claim_hash = NULL WHERE id = ?").execute(arguments: [host.id])
         }
+        // The report credential belongs to one machine and a live host: a new machine gets its own, and
+        // a host being destroyed reports nothing more.
+        if change.generation != nil || (row.state != host.state && [.destroying, .destroyed].contains(row.state)) {
+            try revokeReportCredential(hostID: host.id, db: db)
+        }
         if let state = change.state, state != from || change.eventReason != nil {
             try db.cachedStatement(
                 sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
