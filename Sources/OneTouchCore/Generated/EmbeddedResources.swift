@@ -307,6 +307,7 @@ CREATE TABLE cloud_drift (
 set -euo pipefail
 umask 077
 RUN=/run/onetouch ST=/var/lib/onetouch LOGS=/var/log/onetouch ETC=/etc/onetouch LOCK=/run/lock/onetouch-pull.lock
+LIB=/usr/local/lib/onetouch
 KT=/etc/krb5.keytab KC=/etc/krb5.conf MARK='# Written by onetouch' IN_STAGE=0 F=()
 say() { printf '%s %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
 have() { command -v "$1" > /dev/null 2>&1; }
@@ -324,7 +325,42 @@ if c == "body":
             while len(json.dumps(v, ensure_ascii=False).encode()) > 61440: v = v[len(v) // 10 + 1:]
         b[k.rstrip(":@")] = int(v) if k[-1] == ":" else v
     sys.exit(json.dump(b, open(a[0], "w"), ensure_ascii=False))
+if c == "run":  # run OUT RC START CHECK SUMMARY LOG CHECKOUT: the POST /runs body (docs/host-protocol.md)
+    import subprocess, time
+    out, rc, t0, check, summary, log, repo = a
+    b = {"exitStatus": int(rc), "checkMode": check != "0", "durationSeconds": max(0.0, time.time() - int(t0)),
+         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t0)))}
+    try:
+        s = json.load(open(summary))
+    except (OSError, ValueError):
+        s = None  # the playbook never reached its recap (checkout, parse error) or the callback failed
+    if s:
+        t = s["stats"]
+        b["recap"] = {"ok": t["ok"], "changed": t["changed"], "unreachable": t["unreachable"], "failed": t["failures"],
+                      "skipped": t["skipped"]}
+        b["changedTasks"] = [x[:1000] for x in s["changed"][:200]]
+        b["failedTasks"] = [{"task": x["task"][:1000], "message": x["message"][:1000]} for x in s["failed"][:200]]
+    g = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if re.fullmatch(r"[0-9a-f]{40}", g.stdout.strip()):
+        b["commit"] = g.stdout.strip()
+    if int(rc) != 0 or (s and (t["failures"] or t["unreachable"])):
+        v = open(log, "rb").read()[-16000:].decode(errors="replace")
+        while len(v.encode()) > 16000: v = v[1:]
+        b["outputTail"] = v
+    sys.exit(json.dump(b, open(out, "w"), ensure_ascii=False))
 d = json.load(open(a[0]))
+if c == "answer":  # answer FILE CHECK_FLAG CREDENTIAL: check mode next time? a rotated credential?
+    if d.get("nextRun") == "check":
+        open(a[1], "w").close()
+    elif os.path.exists(a[1]):
+        os.remove(a[1])
+    v = d.get("credential")
+    if isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_-]{16,200}", v):
+        fd = os.open(a[2] + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, (v + "\n").encode())
+        os.close(fd)
+        os.replace(a[2] + ".new", a[2])
+    sys.exit()
 if c == "get":
     for k, _, r in (x.partition("=") for x in a[1:]):
         v = "" if d.get(k) is None else str(d[k])
@@ -362,17 +398,95 @@ report() { # STAGE PATIENCE(s, -1: forever) [FIELD...]: POST /reports until acce
     sleep "$d" && d=$((d < 16 ? d * 2 : 30))
   done
 }
-pull() { # [FLOCK_OPTION]: waits for a running pull (the timer's -n skips its turn)
-  local n
+pull() { # [FLOCK_OPTION]: one ansible-pull (waits for a running one; the timer's -n skips its turn), then its report
+  local n rc check=()
   umask 022
   for n in ONETOUCH_CONFIG_REPO ONETOUCH_CONFIG_BRANCH ONETOUCH_PLAYBOOK; do
     [[ ${!n} != -* && ! ${!n} =~ [[:space:]] ]] || { say "refusing $n=${!n}: starts with - or has white space" && return 1; }
   done
   # shellcheck source=/dev/null
   [ ! -r "$ETC/pull.env" ] || . "$ETC/pull.env"
-  export GIT_TERMINAL_PROMPT=0 PYTHONUNBUFFERED=1
-  mkdir -p /run/lock "$ST/config"
-  flock "$@" "$LOCK" ansible-pull -U "$ONETOUCH_CONFIG_REPO" -C "$ONETOUCH_CONFIG_BRANCH" -d "$ST/config" "$ONETOUCH_PLAYBOOK"
+  mkdir -p /run/lock "$ST/config" "$LIB" "$RUN"
+  chmod 700 "$RUN"
+  callback > "$LIB/onetouch_run.py"
+  # `onetouch check`: this run only looks (ansible-pull still updates its checkout)
+  [ ! -e "$ST/check-requested" ] || check=(--check --diff)
+  export GIT_TERMINAL_PROMPT=0 PYTHONUNBUFFERED=1 ANSIBLE_CALLBACK_PLUGINS=$LIB ANSIBLE_CALLBACKS_ENABLED=onetouch_run \
+    ONETOUCH_RUN_SUMMARY=$RUN/run-summary.json
+  rm -f "$RUN/run-summary.json"
+  n=$(date +%s)
+  set +e
+  flock "$@" "$LOCK" ansible-pull -U "$ONETOUCH_CONFIG_REPO" -C "$ONETOUCH_CONFIG_BRANCH" -d "$ST/config" "${check[@]}" \
+    "$ONETOUCH_PLAYBOOK" 2>&1 | tee "$RUN/pull.out"
+  rc=${PIPESTATUS[0]}
+  set -e
+  [ "$rc" != 75 ] || return 75 # another pull runs: this turn is skipped, and not reported
+  send_run "$rc" "$n" "${#check[@]}" || true
+  return "$rc"
+}
+send_run() { # RC START CHECK: POST /runs with the report credential (it can do nothing else); the answer may ask
+  # for check mode next time, or carry a new credential
+  local c=$ETC/report-credential
+  [ -s "$c" ] || { say "no report credential in $c: this run is not reported" && return 1; }
+  py run "$RUN/run.json" "$1" "$2" "$3" "$RUN/run-summary.json" "$RUN/pull.out" "$ST/config" || return 1
+  printf 'Authorization: Bearer %s\n' "$(< "$c")" > "$RUN/report-auth"
+  CODE=$(curl -sS --connect-timeout 10 -m 60 --retry 4 --retry-connrefused -H "@$RUN/report-auth" \
+    -H 'Content-Type: application/json' --data-binary "@$RUN/run.json" -o "$RUN/run-answer.json" -w '%{http_code}' \
+    "$BASE/runs") || true
+  rm -f "$RUN/report-auth"
+  [ "$CODE" != 200 ] || ! py answer "$RUN/run-answer.json" "$ST/check-requested" "$c" || return 0
+  say "the run report was not accepted: ${CODE:-no answer} $(head -c 300 "$RUN/run-answer.json" 2> /dev/null || true)"
+  return 1
+}
+callback() { # the ansible callback plugin that writes the run's summary at the play recap (2.14 to 2.19)
+  cat << 'PY'
+import json, os, tempfile
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "onetouch_run"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.changed, self.failed = [], []
+
+    @staticmethod
+    def parts(result):  # 2.19 has .task/.result; 2.14 only ._task/._result
+        task = getattr(result, "task", None) or result._task
+        res = getattr(result, "result", None)
+        return task.get_name(), res if res is not None else result._result
+
+    def v2_runner_on_ok(self, result):
+        name, res = self.parts(result)
+        if res.get("changed") and name not in self.changed:
+            self.changed.append(name)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        name, res = self.parts(result)
+        if not ignore_errors:
+            self.failed.append({"task": name, "message": str(res.get("msg") or res.get("stderr") or "failed")})
+
+    def v2_runner_on_unreachable(self, result):
+        name, res = self.parts(result)
+        self.failed.append({"task": name, "message": "unreachable: " + str(res.get("msg") or "")})
+
+    def v2_playbook_on_stats(self, stats):
+        keys = ("ok", "changed", "unreachable", "failures", "skipped")
+        total = dict.fromkeys(keys, 0)
+        for host in stats.processed:
+            summary = stats.summarize(host)
+            for key in keys:
+                total[key] += summary.get(key, 0)
+        path = os.environ["ONETOUCH_RUN_SUMMARY"]
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+        with os.fdopen(fd, "w") as out:
+            json.dump({"stats": total, "changed": self.changed, "failed": self.failed}, out)
+        os.replace(tmp, path)
+PY
 }
 apt_install() {
   umask 022
@@ -460,7 +574,12 @@ stage_enrollment() {
 
 stage_credential() {
   local e=("export GIT_TERMINAL_PROMPT=0")
-  trap 'rm -f "$RUN/credential.json"' EXIT
+  trap 'rm -f "$RUN/credential.json" "$RUN/report-credential.json"' EXIT
+  # the credential every configuration run reports with, for as long as the host lives
+  api POST report-credential "$RUN/report-credential.json"
+  [ "$CODE" = 200 ] || { say "POST /report-credential: $CODE" && return 1; }
+  py save "$RUN/report-credential.json" credential "$ETC/report-credential" 600
+  rm -f "$RUN/report-credential.json"
   api GET config-credential "$RUN/credential.json"
   [[ $CODE == 20[04] ]] || { say "GET /config-credential: $CODE" && return 1; }
   rm -f "$ETC/deploy-key" "$ETC/git-token" "$ETC/git-askpass"
@@ -568,6 +687,7 @@ main() {
   local s base
   # shellcheck source=/dev/null
   . "$ETC/host.env"
+  BASE=${ONETOUCH_URL%/}/v1/hosts/$ONETOUCH_HOST_ID
   [ "${1:-}" != pull ] || { unset ONETOUCH_TOKEN; pull -n -E 75; return; }
   s=$(cat "$ST/state" 2> /dev/null || true)
   [ "$s" != "done" ] || { echo "onetouch-bootstrap: done already ($ST/state)" && exit 0; }
@@ -579,7 +699,6 @@ main() {
   [ -s "$ST/claim" ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$ST/claim"
   printf 'Authorization: Bearer %s\nX-OneTouch-Claim: %s\n' "$ONETOUCH_TOKEN" "$(cat "$ST/claim")" > "$RUN/auth"
   unset ONETOUCH_TOKEN
-  BASE=${ONETOUCH_URL%/}/v1/hosts/$ONETOUCH_HOST_ID
   say "bootstrap of $ONETOUCH_HOST_NAME, state: ${s:-new}"
   ! have curl || api POST claim "$RUN/out" # bind the host to this machine's boot secret at once
   [[ $s != failed* ]] || { s=${s#failed} && wait_for_attempt "${s# }"; }
