@@ -7,7 +7,8 @@ import OneTouchCore
 struct DriftCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drift",
-        abstract: "List ready hosts by configuration drift (in-sync, corrected, failing, silent), or compare the cloud with the configuration.",
+        abstract:
+            "List ready hosts by configuration drift (in-sync, corrected, failing, silent), or compare the cloud with the configuration.",
         discussion: """
             Hosts report every configuration run (ansible-pull on their timer). `--cloud` looks at every ready host's \
             instance and volumes now and lists what differs from the configuration; nothing is changed in the cloud.
@@ -93,7 +94,8 @@ struct Check: AsyncParsableCommand {
         if output.json { return printJSON(data) }
         let answer = try api.decode(CheckAnswer.self, data)
         Output.line(
-            "check mode requested for \(answer.hosts.count) host\(answer.hosts.count == 1 ? "" : "s"): \(answer.hosts.joined(separator: ", "))")
+            "check mode requested for \(answer.hosts.count) host\(answer.hosts.count == 1 ? "" : "s"): \(answer.hosts.joined(separator: ", "))"
+        )
         Output.line("they run it at the pull after their next report; see `onetouch drift`")
     }
 }
@@ -109,7 +111,8 @@ struct RotateReportCredential: AsyncParsableCommand {
 
     func run() async throws {
         let api = try client.client()
-        _ = try await api.send(.POST, "/v1/admin/hosts/\(AdminClient.escape(name))/report-credential/rotate", body: Optional<ErrorBody>.none)
+        _ = try await api.send(
+            .POST, "/v1/admin/hosts/\(AdminClient.escape(name))/report-credential/rotate", body: Optional<ErrorBody>.none)
         Output.line("\(name): its next report gets a new credential")
     }
 }

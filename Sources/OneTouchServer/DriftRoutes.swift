@@ -14,7 +14,8 @@ extension OneTouchServer {
             let id = try context.parameters.require("id")
             let token = try bearer(request)
             try await call {
-                try await drift.hosts.checkClaim(hostID: id, token: token, claim: request.headers[claimHeader], what: "POST /report-credential")
+                try await drift.hosts.checkClaim(
+                    hostID: id, token: token, claim: request.headers[claimHeader], what: "POST /report-credential")
             }
             let credential = try await call { try await drift.issueCredential(hostID: id, token: token) }
             return try json(.ok, ReportCredentialBody(credential: credential.reveal()), headers: [.cacheControl: "no-store"])
@@ -24,7 +25,9 @@ extension OneTouchServer {
             let id = try context.parameters.require("id")
             let credential = try bearer(request)
             let run: ConfigRunReport = try await decodeBody(request)
-            return try json(.ok, try await call { try await drift.report(hostID: id, credential: credential, run) }, headers: [.cacheControl: "no-store"])
+            return try json(
+                .ok, try await call { try await drift.report(hostID: id, credential: credential, run) },
+                headers: [.cacheControl: "no-store"])
         }
     }
 

@@ -83,7 +83,8 @@ public final class DriftService: Sendable {
         guard takeToken(hostID: hostID, now: now) else {
             throw ServiceError(
                 .tooManyRequests,
-                "more than \(options.reportBurst) reports in a burst from this host; one more is allowed every \(Int(options.reportEvery.seconds)) s")
+                "more than \(options.reportBurst) reports in a burst from this host; one more is allowed every \(Int(options.reportEvery.seconds)) s"
+            )
         }
         if next { try await store.promoteReportCredential(hostID: hostID, now: now) }
         let name = host.name

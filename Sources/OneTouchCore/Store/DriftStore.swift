@@ -82,7 +82,8 @@ extension Store {
     public func promoteReportCredential(hostID: String, now: Date) async throws {
         try await write { db in
             try db.execute(
-                sql: "UPDATE report_credentials SET hash = next_hash, next_hash = NULL, issued_at = ? WHERE host_id = ? AND next_hash IS NOT NULL",
+                sql:
+                    "UPDATE report_credentials SET hash = next_hash, next_hash = NULL, issued_at = ? WHERE host_id = ? AND next_hash IS NOT NULL",
                 arguments: [SQLDate(now), hostID])
         }
     }
@@ -167,8 +168,9 @@ extension Store {
                     : "UPDATE drift SET last_run_id = ? WHERE host_id = ?"
             ).execute(arguments: [runID, hostID])
             if announce, let state = new.state { try Self.driftEvent(db, hostID: hostID, reason: reason(state), now: now) }
-            let requested = try Bool.fetchOne(
-                db.cachedStatement(sql: "SELECT check_requested FROM drift WHERE host_id = ?"), arguments: [hostID]) ?? false
+            let requested =
+                try Bool.fetchOne(
+                    db.cachedStatement(sql: "SELECT check_requested FROM drift WHERE host_id = ?"), arguments: [hostID]) ?? false
             return RunRecorded(state: new.state, announce: announce, checkRequested: requested)
         }
     }
@@ -230,10 +232,12 @@ extension Store {
                     at: row["received_at"], commit: row["config_commit"], exitStatus: row["exit_status"], checkMode: row["check_mode"],
                     recap: ok.map {
                         ConfigRunReport.Recap(
-                            ok: $0, changed: row["changed"], unreachable: row["unreachable"], failed: row["failed"], skipped: row["skipped"])
+                            ok: $0, changed: row["changed"], unreachable: row["unreachable"], failed: row["failed"], skipped: row["skipped"]
+                        )
                     },
                     changedTasks: (try? JSON.decoder.decode([String].self, from: Data((row["changed_tasks"] as String).utf8))) ?? [],
-                    failedTasks: (try? JSON.decoder.decode([ConfigRunReport.FailedTask].self, from: Data((row["failed_tasks"] as String).utf8)))
+                    failedTasks: (try? JSON.decoder.decode(
+                        [ConfigRunReport.FailedTask].self, from: Data((row["failed_tasks"] as String).utf8)))
                         ?? [],
                     durationSeconds: row["duration_seconds"], outputTail: row["output_tail"])
             }

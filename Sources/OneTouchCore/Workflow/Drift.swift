@@ -104,7 +104,9 @@ public struct ConfigRunReport: Sendable, Codable, Equatable {
         if let durationSeconds, !(0...(7 * 86_400)).contains(durationSeconds) {
             return "durationSeconds \(durationSeconds) is out of range (0 to 604800)"
         }
-        if let recap, [recap.ok, recap.changed, recap.unreachable, recap.failed, recap.skipped].contains(where: { !(0...1_000_000).contains($0) }) {
+        if let recap,
+            [recap.ok, recap.changed, recap.unreachable, recap.failed, recap.skipped].contains(where: { !(0...1_000_000).contains($0) })
+        {
             return "recap counts must be 0 to 1000000"
         }
         if changedTasks.count > Self.maxTasks || failedTasks.count > Self.maxTasks {
@@ -187,9 +189,11 @@ public enum Drift {
         case .failing:
             let task = run?.failedTasks.first.map { ": task '\($0.task)' failed: \($0.message)" } ?? ""
             let code = run.map { " (ansible-pull exited \($0.exitStatus))" } ?? ""
-            return "configuration drift: \(name) is failing its configuration runs\(code)\(task); see `onetouch drift` and the host's journal (onetouch-pull.service)"
+            return
+                "configuration drift: \(name) is failing its configuration runs\(code)\(task); see `onetouch drift` and the host's journal (onetouch-pull.service)"
         case .silent:
-            return "configuration drift: \(name) is silent: no configuration run reported in two pull periods (\(StatusPage.duration(2 * Double(period.components.seconds)))) plus its splay; is the host up, and its onetouch-pull.timer enabled?"
+            return
+                "configuration drift: \(name) is silent: no configuration run reported in two pull periods (\(StatusPage.duration(2 * Double(period.components.seconds)))) plus its splay; is the host up, and its onetouch-pull.timer enabled?"
         case .inSync:
             return "configuration drift: \(name) is in sync again"
         case .corrected:
