@@ -322,11 +322,20 @@ public final class QEMUCloudProvider: CloudProvider {
         let passphrase = try sealer().open(record.sealedPassphrase, hostID: record.hostID, kind: Self.volumeKeyKind)
         let temporary = file(record.id, "data.qcow2.tmp")
         try? FileManager.default.removeItem(atPath: temporary)
-        try await qemuImg.run(
-            [
-                "create", "-q", "--object", "secret,id=sec0,file=/dev/stdin", "-f", "qcow2",
-                "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=100", temporary, "\(record.sizeGiB)G",
-            ], input: passphrase.reveal())
+        // qemu-img times PBKDF2 by the thread's CPU clock to pick the iteration count; on a busy machine
+        // that measure can come back unusable ("Unable to get accurate CPU usage"), and a second try works.
+        for attempt in 1...3 {
+            do {
+                _ = try await qemuImg.run(
+                    [
+                        "create", "-q", "--object", "secret,id=sec0,file=/dev/stdin", "-f", "qcow2",
+                        "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=100", temporary, "\(record.sizeGiB)G",
+                    ], input: passphrase.reveal())
+                break
+            } catch  where attempt < 3 && "\(error)".contains("Unable to get accurate CPU usage") {
+                logger.notice("qemu-img could not time the key derivation; trying again", metadata: ["volume": "\(record.id)"])
+            }
+        }
         chmod(temporary, 0o600)
         guard rename(temporary, file(record.id, "data.qcow2")) == 0 else {
             throw StepError.permanent("cannot create volume \(record.id): \(String(cString: strerror(errno)))")
