@@ -290,7 +290,8 @@ struct Status: AsyncParsableCommand {
         if host.state == HostState.Kind.ready.rawValue, let data = try? await api.get("/v1/admin/hosts/\(AdminClient.escape(name))/drift"),
             let drift = try? api.decode(DriftView.self, data)
         {
-            Output.line("  drift:    \(drift.drift?.rawValue ?? "no report yet") since \(APIDates.format(drift.since))")
+            Output.line(
+                "  drift:    \(drift.drift?.rawValue ?? "no report yet")\(drift.since.map { " since \(APIDates.format($0))" } ?? "")")
             Output.line("            " + DriftCommand.line(drift).drop(while: { $0 != " " }).trimmingCharacters(in: .whitespaces))
         }
         if let log = host.failureLog {

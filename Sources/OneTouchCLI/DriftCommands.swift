@@ -54,8 +54,11 @@ struct DriftCommand: AsyncParsableCommand {
             parts.append("last run \(APIDates.format(run.at))")
             if !run.changedTasks.isEmpty { parts.append("changed: \(run.changedTasks.joined(separator: ", "))") }
             if let failed = run.failedTasks.first { parts.append("failed: \(failed.task): \(failed.message)") }
+        } else if let last = view.lastReportAt {
+            parts.append("no run reported since \(APIDates.format(last))")
         } else {
-            parts.append("last report \(APIDates.format(view.lastReportAt))")
+            parts.append(
+                "cannot report: set up before drift reporting; `onetouch retry \(view.name) --from provision` gives it a credential")
         }
         if let check = view.lastCheck {
             parts.append(

@@ -5,7 +5,8 @@ import Synchronization
 
 /// `/metrics` in Prometheus' text format: what the engine, the store and the adapters recorded (see
 /// `Telemetry`) plus what is read at each scrape, so it always matches the database: hosts by state
-/// and step (`onetouch_hosts`), and the engine's queue (`onetouch_engine_due_hosts`: due and waiting
+/// and step (`onetouch_hosts`), ready hosts by drift state (`onetouch_hosts_drift`), cloud differences
+/// (`onetouch_cloud_drift_differences`), and the engine's queue (`onetouch_engine_due_hosts`: due and waiting
 /// for a slot; `onetouch_engine_hosts_in_flight`).
 public final class MetricsEndpoint: Sendable {
     let registry = PrometheusCollectorRegistry()
@@ -43,6 +44,16 @@ public final class MetricsEndpoint: Sendable {
         for row in counts {
             registry.makeGauge(descriptor: hosts, labels: [("state", row.state), ("step", row.step)]).set(to: Double(row.count))
         }
+        let drift = try store.driftCounts()
+        let driftHosts = Self.descriptor(
+            "onetouch_hosts_drift", "Ready hosts by configuration drift state (none: no configuration run reported yet)")
+        for state in DriftState.allCases.map(\.rawValue) + ["none"] {
+            registry.makeGauge(descriptor: driftHosts, labels: [("state", state)]).set(to: Double(drift.states[state] ?? 0))
+        }
+        registry.makeGauge(
+            descriptor: Self.descriptor(
+                "onetouch_cloud_drift_differences", "Differences between ready hosts' cloud resources and the configuration")
+        ).set(to: Double(drift.cloudDifferences))
         let queue = await engine.queue()
         registry.makeGauge(
             descriptor: Self.descriptor("onetouch_engine_due_hosts", "Hosts whose next step is due and wait for a free slot")

@@ -62,4 +62,29 @@ struct MetricsTests {
         #expect(s[#"onetouch_hosts{state="pending",step=""}"#] == 0, "not left at its last value")
         #expect(s[#"onetouch_hosts{state="ready",step=""}"#] == 1)
     }
+
+    @Test func readyHostsAreCountedByDriftStateAndCloudDifferences() async throws {
+        let metrics = MetricsEndpoint()
+        let bed = try EngineTestBed(telemetry: metrics.telemetry)
+        defer { bed.remove() }
+        metrics.attach(store: bed.store, engine: bed.engine)
+        let drift = bed.drift()
+        var credentials: [String: Secret] = [:]
+        for name in ["web-01", "web-02", "web-03"] {
+            let host = try await bed.create(name)
+            credentials[host.id] = try await drift.issueCredential(hostID: host.id, token: try bed.tokenFor(host).reveal())
+        }
+        try await bed.settle()
+        let hosts = try bed.store.hosts(state: .ready)
+        _ = try await drift.report(hostID: hosts[0].id, credential: credentials[hosts[0].id]!.reveal(), .init(exitStatus: 2))
+        _ = try await drift.report(hostID: hosts[1].id, credential: credentials[hosts[1].id]!.reveal(), .init(exitStatus: 0))
+        bed.cloud.change(instance: hosts[1].decodedFacts.instanceID ?? "") { $0.instanceType = "m5.large" }
+        _ = try await drift.checkCloud()
+        let s = try samples(String(decoding: try await metrics.scrape(), as: UTF8.self))
+        #expect(s[#"onetouch_hosts_drift{state="failing"}"#] == 1)
+        #expect(s[#"onetouch_hosts_drift{state="in-sync"}"#] == 1)
+        #expect(s[#"onetouch_hosts_drift{state="none"}"#] == 1)
+        #expect(s[#"onetouch_hosts_drift{state="silent"}"#] == 0)
+        #expect(s["onetouch_cloud_drift_differences"] == 1)
+    }
 }

@@ -37,6 +37,26 @@ struct StatusPageTests: APITest {
         }
     }
 
+    @Test func aReadyHostWhoseConfigurationRunsFailNeedsAPersonAndShowsItsDrift() async throws {
+        try await withServer { bed, _ in
+            let drift = bed.drift()
+            var credentials: [String: Secret] = [:]
+            for name in ["web-01", "web-02"] {
+                let host = try await bed.create(name)
+                credentials[name] = try await drift.issueCredential(hostID: host.id, token: try bed.tokenFor(host).reveal())
+            }
+            try await bed.settle()
+            _ = try await drift.report(hostID: try bed.host("web-01").id, credential: credentials["web-01"]!.reveal(), .init(exitStatus: 0))
+            _ = try await drift.report(hostID: try bed.host("web-02").id, credential: credentials["web-02"]!.reveal(), .init(exitStatus: 2))
+            let html = try StatusPage.live(store: bed.store, now: Date())
+            #expect(html.contains(#"<article class="failure" data-host="web-02">"#))
+            #expect(html.contains("ready · failing") && html.contains("its configuration runs fail"))
+            #expect(html.contains("To fix: <code>onetouch drift</code>"))
+            #expect(!html.contains(#"<article class="failure" data-host="web-01">"#))
+            #expect(html.contains(#"<span class="badge drift-in-sync">in-sync</span>"#))
+        }
+    }
+
     @Test func thePageAsksForAnAdminTokenAndKeepsTheSessionInAnHttpOnlyCookie() async throws {
         try await withServer { bed, client in
             try await bed.create("web-01")

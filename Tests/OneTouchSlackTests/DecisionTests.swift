@@ -159,6 +159,17 @@ struct PlannerTests {
         #expect(SlackPlanner.plan(resume, context: context, bot: false).messages.isEmpty)
     }
 
+    @Test func aDriftTransitionIsOneMessageInBothModesAndNeverACommandReply() {
+        let failing = AnnouncementTests.event(
+            30, 900, from: "ready", to: "ready", step: nil,
+            reason: "configuration drift: web-01 is failing its configuration runs (ansible-pull exited 2)", actor: "drift")
+        for bot in [true, false] {
+            let plan = SlackPlanner.plan(failing, context: context, bot: bot)
+            #expect(plan.messages.map(\.key) == ["h-0001-e30-drift"])
+            #expect(plan.messages.first?.text.contains("is failing its configuration runs") == true)
+        }
+    }
+
     @Test func webhookModeSaysReadyFailedPausedAndDestroyed() {
         let cases: [(String, String?)] = [
             ("ready", "ready"), ("failed(config-pull)", "failed"), ("paused(provision)", "paused"), ("destroyed", "destroyed"),

@@ -33,8 +33,11 @@ public enum StatusPage {
         let fleet = order.map { ["state": $0, "count": counts[$0] ?? 0] as [String: Any] }
         let attempts = Dictionary(grouping: snapshot.attempts, by: \.hostID)
         // What needs a person first, then what is under way, then what is done.
-        func rank(_ state: HostState.Kind) -> Int { state == .failed || state == .paused ? 0 : state == .ready ? 2 : 1 }
-        let hosts = snapshot.hosts.sorted { (rank($0.state), $0.name) < (rank($1.state), $1.name) }.map { host -> [String: Any] in
+        func rank(_ host: HostRecord) -> Int {
+            if host.state == .failed || host.state == .paused || snapshot.drift[host.id]?.isProblem == true { return 0 }
+            return host.state == .ready ? 2 : 1
+        }
+        let hosts = snapshot.hosts.sorted { (rank($0), $0.name) < (rank($1), $1.name) }.map { host -> [String: Any] in
             var row: [String: Any] = [
                 "name": host.name, "role": host.role, "state": host.state.rawValue,
                 "updated": ago(now.timeIntervalSince(host.updatedAt)),
@@ -44,6 +47,13 @@ public enum StatusPage {
             if let reason = host.reason, host.state == .failed || host.state == .paused {
                 row["reason"] = TerminalText.visible(reason)
                 if let command = command(in: reason) { row["command"] = command }
+            }
+            if host.state == .ready, let drift = snapshot.drift[host.id] {
+                row["drift"] = drift.rawValue
+                if let reason = driftReason(drift) {
+                    row["reason"] = reason
+                    row["command"] = "onetouch drift"
+                }
             }
             return row
         }
@@ -62,6 +72,17 @@ public enum StatusPage {
             "fleet": fleet, "hosts": hosts, "attention": failures.isEmpty ? [] : [["failures": failures]], "events": events,
             "hostCount": snapshot.hosts.count, "updatedAt": clock(now),
         ]
+    }
+
+    /// Why a ready host's drift needs a person, if it does.
+    static func driftReason(_ drift: DriftState) -> String? {
+        switch drift {
+        case .failing:
+            "configuration drift: its configuration runs fail; read the failed task and the host's journal (onetouch-pull.service)"
+        case .silent:
+            "configuration drift: silent, no configuration run reported in two pull periods; is the host up, and its onetouch-pull.timer enabled?"
+        case .inSync, .corrected: nil
+        }
     }
 
     /// One entry per step the host went through in this generation, in order: how long it took (or

@@ -793,7 +793,7 @@ runcmd:
   <h2>Needs a person</h2>
 {{#failures}}
   <article class="failure" data-host="{{name}}">
-    <h3>{{name}} <span class="badge state-{{state}}">{{state}}{{#step}} · {{step}}{{/step}}</span></h3>
+    <h3>{{name}} <span class="badge state-{{state}}">{{state}}{{#step}} · {{step}}{{/step}}{{#drift}} · {{drift}}{{/drift}}</span></h3>
     <p class="reason">{{reason}}</p>
     {{#command}}<p class="fix">To fix: <code>{{command}}</code></p>{{/command}}
   </article>
@@ -810,7 +810,7 @@ runcmd:
       <tr data-host="{{name}}" data-state="{{state}}">
         <td class="name">{{name}}</td>
         <td>{{role}}</td>
-        <td><span class="badge state-{{state}}">{{state}}{{#step}} · {{step}}{{/step}}</span></td>
+        <td><span class="badge state-{{state}}">{{state}}{{#step}} · {{step}}{{/step}}</span>{{#drift}} <span class="badge drift-{{drift}}">{{drift}}</span>{{/drift}}</td>
         <td class="timeline">{{#timeline}}<span class="step outcome-{{outcome}}" title="{{outcome}}">{{step}} <b>{{duration}}</b>{{#tries}} <i>{{tries}}</i>{{/tries}}</span>{{/timeline}}</td>
         <td class="muted">{{updated}}</td>
       </tr>
@@ -883,6 +883,7 @@ td.name { font-weight: 600; }
 .badge.state-failed { background: var(--bad); } .badge.state-paused { background: var(--pause); }
 .badge.state-destroying { background: #475569; }
 .count.state-failed .n { color: var(--bad); } .count.state-paused .n { color: var(--pause); }
+.badge.drift-failing, .badge.drift-silent { background: var(--bad); } .badge.drift-corrected { background: var(--pause); } .badge.drift-in-sync { background: var(--ok); }
 .timeline .step { display: inline-block; margin: 0 4px 4px 0; padding: 1px 6px; border-radius: 4px; background: #eef2ff; font-size: 12px; }
 .timeline .outcome-succeeded { background: #dcfce7; } .timeline .outcome-failed { background: #fee2e2; }
 .timeline .outcome-paused { background: #ffedd5; } .timeline .outcome-running, .timeline .outcome-waiting { background: #ede9fe; }

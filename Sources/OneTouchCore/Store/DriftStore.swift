@@ -19,8 +19,10 @@ public struct DriftView: Sendable, Codable, Equatable {
     public var role: String
     /// nil: no configuration run reported yet.
     public var drift: DriftState?
-    public var since: Date
-    public var lastReportAt: Date
+    /// When the state began; nil for a host that never got a report credential (set up by a version
+    /// of onetouch before drift reporting: it cannot report until it is provisioned again).
+    public var since: Date?
+    public var lastReportAt: Date?
     public var lastRun: Run?
     /// The latest `onetouch check` run: what would change.
     public var lastCheck: Run?
@@ -221,7 +223,7 @@ extension Store {
                 db,
                 sql: """
                     SELECT h.id, h.name, h.role, d.state, d.since, d.last_report_at, d.check_requested, d.last_run_id, d.last_check_id
-                    FROM drift d JOIN hosts h ON h.id = d.host_id
+                    FROM hosts h LEFT JOIN drift d ON d.host_id = h.id
                     WHERE h.state = 'ready' AND (? IS NULL OR h.id = ?) ORDER BY h.name
                     """, arguments: [hostID, hostID])
             let runStatement = try db.cachedStatement(sql: "SELECT * FROM config_runs WHERE id = ?")
@@ -252,7 +254,8 @@ extension Store {
                 return DriftView(
                     name: row["name"], id: id, role: row["role"], drift: (row["state"] as String?).flatMap(DriftState.init),
                     since: row["since"], lastReportAt: row["last_report_at"], lastRun: try run(row["last_run_id"]),
-                    lastCheck: try run(row["last_check_id"]), checkRequested: row["check_requested"], cloud: differences[id] ?? [])
+                    lastCheck: try run(row["last_check_id"]), checkRequested: row["check_requested"] ?? false,
+                    cloud: differences[id] ?? [])
             }
         }
     }
@@ -265,6 +268,21 @@ extension Store {
                 if let state = DriftState(rawValue: row["state"]) { states[row["host_id"]] = state }
             }
             return states
+        }
+    }
+
+    /// Ready hosts by drift state (`none`: no run reported yet), and cloud differences of ready hosts.
+    public func driftCounts() throws -> (states: [String: Int], cloudDifferences: Int) {
+        try read { db in
+            var states: [String: Int] = [:]
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT COALESCE(d.state, 'none') AS state, COUNT(*) AS n FROM drift d JOIN hosts h ON h.id = d.host_id "
+                    + "WHERE h.state = 'ready' GROUP BY 1")
+            for row in rows { states[row["state"]] = row["n"] }
+            let cloud = try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM cloud_drift c JOIN hosts h ON h.id = c.host_id WHERE h.state = 'ready'")
+            return (states, cloud ?? 0)
         }
     }
 

@@ -558,10 +558,13 @@ extension Store {
         public var attempts: [AttemptRecord]
         public var counts: [(state: String, step: String, count: Int)]
         public var events: [(EventRecord, String)]
+        /// Ready hosts' configuration drift, by host id.
+        public var drift: [String: DriftState] = [:]
     }
 
     public func statusSnapshot(events limit: Int) throws -> StatusSnapshot {
         let counts = try hostCounts()
+        let drift = try driftStates()
         return try read { db in
             let hosts = try HostRecord.fetchAll(db, sql: "SELECT * FROM hosts WHERE state <> 'destroyed' ORDER BY name")
             let attempts = try AttemptRecord.fetchAll(
@@ -574,7 +577,7 @@ extension Store {
                 db, sql: "SELECT e.*, h.name AS host_name FROM events e JOIN hosts h ON h.id = e.host_id ORDER BY e.id DESC LIMIT ?",
                 arguments: [limit]
             ).map { (try EventRecord(row: $0), $0["host_name"] as String) }
-            return StatusSnapshot(hosts: hosts, attempts: attempts, counts: counts, events: events)
+            return StatusSnapshot(hosts: hosts, attempts: attempts, counts: counts, events: events, drift: drift)
         }
     }
 
