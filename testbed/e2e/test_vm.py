@@ -191,6 +191,11 @@ def test_a_real_vm_survives_two_crashes_of_serve_reaches_ready_and_leaves_nothin
         token = host_token(st, final["instanceId"])
         assert http_status(f"http://127.0.0.1:{st.port}/v1/hosts/{final['id']}/enrollment", token) in (401, 403, 410)
         assert json.loads(st.cli("status", "demo-01", "--json").stdout)["state"] == "ready", "a ready host stays ready"
+        # The guest's first configuration run reported with its report credential, with the recap the
+        # bootstrap's callback plugin wrote under the guest's own ansible-core (Debian 12's).
+        (view,) = [v for v in json.loads(st.cli("drift", "--json").stdout) if v["name"] == "demo-01"]
+        assert view["lastRun"] and view["lastRun"]["exitStatus"] == 0 and view["lastRun"]["recap"], view
+        assert view["drift"] in ("in-sync", "corrected") and len(view["lastRun"]["commit"]) == 40, view
 
         out = st.cli("destroy", "demo-01", "--wait", timeout=300)
         assert out.returncode == 0, out.stdout + out.stderr
