@@ -260,9 +260,10 @@ struct Create: AsyncParsableCommand {
             }
             return
         }
-        if !output.json { Output.line("\(host.name): created (\(host.id), role \(host.role))") }
-        try await Follow(api: api, name: host.name, json: output.json).untilSettled(
-            orInterrupted: "\(host.name) (\(host.id)) carries on: the server keeps driving it.")
+        let json = output.json
+        try await Follow(api: api, name: host.name, json: json).untilSettled(
+            orInterrupted: "\(host.name) (\(host.id)) carries on: the server keeps driving it."
+        ) { if !json { Output.line("\(host.name): created (\(host.id), role \(host.role))") } }
     }
 }
 

@@ -10,13 +10,17 @@ struct Follow {
     var fromStart = false
 
     /// Follows until the host settles. Ctrl-C stops following, not the host: it throws `Interrupted`,
-    /// which says `carriesOn` and how to follow the host again (exit 130).
-    func untilSettled(orInterrupted carriesOn: String) async throws {
+    /// which says `carriesOn` and how to follow the host again (exit 130). `first` runs once Ctrl-C is
+    /// caught (a line printed before that could be followed by a Ctrl-C that ends the process mute).
+    func untilSettled(orInterrupted carriesOn: String, first: @escaping @Sendable () -> Void = {}) async throws {
         let message = """
             stopped following \(name). \(carriesOn)
             Follow it again with `onetouch events \(name) --follow`, or see where it is with `onetouch status \(name)`.
             """
-        try await Interrupted.onSIGINT(message) { try await untilSettled() }
+        try await Interrupted.onSIGINT(message) {
+            first()
+            try await untilSettled()
+        }
     }
 
     func untilSettled() async throws {

@@ -152,6 +152,20 @@ struct DriftTests {
         #expect(try bed.service.status(named: "web-01").drift == .inSync)
     }
 
+    @Test func theFirstRunOfAHostBeingSetUpIsKeptButNotAnnouncedItsStepSaysHowItWent() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        let drift = bed.drift()
+        let created = try await bed.create("web-01")
+        let credential = try await drift.issueCredential(hostID: created.id, token: try bed.tokenFor(created).reveal())
+        let answer = try await drift.report(hostID: created.id, credential: credential.reveal(), Self.run(failed: 1, exit: 2))
+        #expect(answer.drift == .failing)
+        try await bed.settle()
+        _ = try await drift.report(hostID: created.id, credential: credential.reveal(), Self.run())
+        #expect(try Self.driftEvents(bed, created).isEmpty, "neither the failure during set-up nor 'in sync again' after it")
+        #expect(bed.notifier.announcements.allSatisfy { $0.kind != .drift })
+    }
+
     @Test func aHostThatStopsReportingFallsSilentOnceAndIsBackWithItsNextReport() async throws {
         let bed = try EngineTestBed()
         defer { bed.remove() }

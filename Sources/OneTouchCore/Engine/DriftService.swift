@@ -89,7 +89,7 @@ public final class DriftService: Sendable {
         if next { try await store.promoteReportCredential(hostID: hostID, now: now) }
         let name = host.name
         let period = options.pullPeriod
-        let recorded = try await store.recordRun(hostID: hostID, run, now: now) { state in
+        let recorded = try await store.recordRun(hostID: hostID, run, now: now, announcing: host.state == .ready) { state in
             Drift.eventReason(name, to: state, run: run, period: period)
         }
         logger.info(

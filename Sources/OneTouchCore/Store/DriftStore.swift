@@ -143,9 +143,12 @@ extension Store {
     }
 
     /// Records a run and what it does to the host's drift state, with the transition's event, in one
-    /// transaction. `reason` words the event for the state the run leads to.
+    /// transaction. `reason` words the event for the state the run leads to. A host being set up
+    /// (`announcing` false: its first run belongs to its config-pull step, which says how it went)
+    /// gets its state but no event.
     public func recordRun(
-        hostID: String, _ run: ConfigRunReport, now: Date, reason: @escaping @Sendable (DriftState) -> String
+        hostID: String, _ run: ConfigRunReport, now: Date, announcing: Bool = true,
+        reason: @escaping @Sendable (DriftState) -> String
     ) async throws -> RunRecorded {
         try await write { db in
             try db.cachedStatement(
@@ -162,7 +165,8 @@ extension Store {
                 ])
             let runID = db.lastInsertedRowID
             let old = try Self.driftRecord(db, hostID: hostID, now: now)
-            let (new, announce) = Drift.reported(old, run: run, now: now)
+            var (new, announce) = Drift.reported(old, run: run, now: now)
+            if !announcing { (new.problem, announce) = (old.problem, false) }
             try Self.saveDrift(db, hostID: hostID, from: old, to: new, now: now)
             try db.cachedStatement(
                 sql: run.checkMode
