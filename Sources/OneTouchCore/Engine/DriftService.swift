@@ -279,7 +279,8 @@ public struct DriftWatcher: Service {
             }
             var wake = clock.now.addingTimeInterval(drift.options.silenceSweep.seconds)
             if let due = nextCloud { wake = min(wake, due) }
-            try await clock.sleep(until: wake)
+            // SIGTERM cancels the sleep: a clean stop, not an error (serve exits 0).
+            do { try await clock.sleep(until: wake) } catch is CancellationError { return }
         }
     }
 }
