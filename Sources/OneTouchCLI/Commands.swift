@@ -293,7 +293,7 @@ struct Status: AsyncParsableCommand {
         {
             Output.line(
                 "  drift:    \(drift.drift?.rawValue ?? "no report yet")\(drift.since.map { " since \(APIDates.format($0))" } ?? "")")
-            Output.line("            " + DriftCommand.line(drift).drop(while: { $0 != " " }).trimmingCharacters(in: .whitespaces))
+            Output.line("            " + DriftCommand.summary(drift))
         }
         if let log = host.failureLog {
             let lines = log.split(separator: "\n", omittingEmptySubsequences: false)

@@ -48,7 +48,12 @@ struct DriftCommand: AsyncParsableCommand {
     }
 
     static func line(_ view: DriftView) -> String {
-        var parts = [view.name.padding(toLength: max(24, view.name.count), withPad: " ", startingAt: 0)]
+        view.name.padding(toLength: max(24, view.name.count), withPad: " ", startingAt: 0) + "  " + summary(view)
+    }
+
+    /// The last run (or why there is none), the last check, and what differs in the cloud.
+    static func summary(_ view: DriftView) -> String {
+        var parts: [String] = []
         if let run = view.lastRun {
             parts.append("commit \(run.commit.map { String($0.prefix(12)) } ?? "-")")
             parts.append("last run \(APIDates.format(run.at))")

@@ -185,6 +185,8 @@ def test_a_rotated_credential_is_kept_and_used_and_a_revoked_one_stops_only_the_
             assert timer_run(sandbox).returncode == 0
             assert sandbox.file("/etc/onetouch/report-credential") == rotated + "\n"
             assert sandbox.mode("/etc/onetouch/report-credential") == 0o600
+            # the answer that carried it is not left on the host, nor is it in a log
+            assert rotated not in sandbox.all_text("/run") and rotated not in sandbox.all_text("/var/log")
             assert timer_run(sandbox).returncode == 0
             auths = [r["auth"] for r in api.requests if r["path"].endswith("/runs")]
             assert auths == [f"Bearer {REPORT_CREDENTIAL}"] * 2 + [f"Bearer {rotated}"]

@@ -179,7 +179,10 @@ public final class DriftService: Sendable {
     public func rotateCredential(name: String) async throws {
         let host = try hosts.host(named: name)
         guard try await store.expireReportCredential(hostID: host.id) else {
-            throw ServiceError(.notFound, "\(name) has no report credential (it was never issued one, or it was destroyed)")
+            throw ServiceError(
+                .notFound,
+                "\(name) has no report credential (it was set up before drift reporting, or is being destroyed); `onetouch retry \(name) --from provision` gives a live host a new machine with one"
+            )
         }
     }
 

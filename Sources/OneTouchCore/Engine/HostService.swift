@@ -161,7 +161,7 @@ public final class HostService: Sendable {
     /// tail it sent (its latest `failed` report since the last retry).
     public func status(named name: String) throws -> HostView {
         let host = try host(named: name)
-        guard host.hostState.kind == .failed else { return HostView(host, drift: try store.driftStates()[host.id]) }
+        guard host.hostState.kind == .failed else { return HostView(host, drift: try store.driftStates(hostID: host.id)[host.id]) }
         let report = try store.latestReport(hostID: host.id, stage: .failed, after: host.reportFloor(for: .failed))
         return HostView(host, failureLog: report?.detail)
     }

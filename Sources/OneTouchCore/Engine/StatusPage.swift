@@ -76,13 +76,9 @@ public enum StatusPage {
 
     /// Why a ready host's drift needs a person, if it does.
     static func driftReason(_ drift: DriftState) -> String? {
-        switch drift {
-        case .failing:
-            "configuration drift: its configuration runs fail; read the failed task and the host's journal (onetouch-pull.service)"
-        case .silent:
-            "configuration drift: silent, no configuration run reported in two pull periods; is the host up, and its onetouch-pull.timer enabled?"
-        case .inSync, .corrected: nil
-        }
+        guard let advice = drift.advice else { return nil }
+        let what = drift == .failing ? "its configuration runs fail" : "silent, no configuration run reported in two pull periods"
+        return "configuration drift: \(what); \(advice)"
     }
 
     /// One entry per step the host went through in this generation, in order: how long it took (or

@@ -122,7 +122,7 @@ extension Store {
         return Drift.Record(state: nil, runState: nil, problem: false, lastReportAt: now)
     }
 
-    static func saveDrift(_ db: Database, hostID: String, from old: Drift.Record, to new: Drift.Record, now: Date) throws {
+    static func saveDrift(_ db: Database, hostID: String, _ new: Drift.Record, now: Date) throws {
         try db.cachedStatement(
             sql: """
                 UPDATE drift SET state = ?, run_state = ?, problem = ?, last_report_at = ?,
@@ -137,9 +137,8 @@ extension Store {
     }
 
     static func driftEvent(_ db: Database, hostID: String, reason: String, now: Date) throws {
-        try db.cachedStatement(
-            sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, NULL, ?, ?)"
-        ).execute(arguments: [hostID, SQLDate(now), HostState.ready.description, HostState.ready.description, reason, Drift.actor])
+        let ready = HostState.ready.description
+        try insertEvent(db, hostID: hostID, at: now, from: ready, to: ready, step: nil, reason: reason, actor: Drift.actor)
     }
 
     /// Records a run and what it does to the host's drift state, with the transition's event, in one
@@ -167,16 +166,15 @@ extension Store {
             let old = try Self.driftRecord(db, hostID: hostID, now: now)
             var (new, announce) = Drift.reported(old, run: run, now: now)
             if !announcing { (new.problem, announce) = (old.problem, false) }
-            try Self.saveDrift(db, hostID: hostID, from: old, to: new, now: now)
-            try db.cachedStatement(
-                sql: run.checkMode
-                    ? "UPDATE drift SET last_check_id = ?, check_requested = 0 WHERE host_id = ?"
-                    : "UPDATE drift SET last_run_id = ? WHERE host_id = ?"
-            ).execute(arguments: [runID, hostID])
-            if announce, let state = new.state { try Self.driftEvent(db, hostID: hostID, reason: reason(state), now: now) }
+            try Self.saveDrift(db, hostID: hostID, new, now: now)
             let requested =
                 try Bool.fetchOne(
-                    db.cachedStatement(sql: "SELECT check_requested FROM drift WHERE host_id = ?"), arguments: [hostID]) ?? false
+                    db.cachedStatement(
+                        sql: run.checkMode
+                            ? "UPDATE drift SET last_check_id = ?, check_requested = 0 WHERE host_id = ? RETURNING check_requested"
+                            : "UPDATE drift SET last_run_id = ? WHERE host_id = ? RETURNING check_requested"),
+                    arguments: [runID, hostID]) ?? false
+            if announce, let state = new.state { try Self.driftEvent(db, hostID: hostID, reason: reason(state), now: now) }
             return RunRecorded(state: new.state, announce: announce, checkRequested: requested)
         }
     }
@@ -202,7 +200,7 @@ extension Store {
             let old = try Self.driftRecord(db, hostID: hostID, now: now)
             guard old.lastReportAt == lastReportAt, old.state != .silent else { return false }
             let (new, announce) = Drift.moving(old, to: .silent)
-            try Self.saveDrift(db, hostID: hostID, from: old, to: new, now: now)
+            try Self.saveDrift(db, hostID: hostID, new, now: now)
             if announce { try Self.driftEvent(db, hostID: hostID, reason: reason, now: now) }
             return announce
         }
@@ -264,11 +262,14 @@ extension Store {
         }
     }
 
-    /// Drift states of every ready host, for filters and the status view.
-    public func driftStates() throws -> [String: DriftState] {
+    /// Hosts' drift states (of one host, with `hostID`), for filters and the status views.
+    public func driftStates(hostID: String? = nil) throws -> [String: DriftState] {
         try read { db in
             var states: [String: DriftState] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT host_id, state FROM drift WHERE state IS NOT NULL") {
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT host_id, state FROM drift WHERE state IS NOT NULL AND (? IS NULL OR host_id = ?)",
+                arguments: [hostID, hostID])
+            for row in rows {
                 if let state = DriftState(rawValue: row["state"]) { states[row["host_id"]] = state }
             }
             return states

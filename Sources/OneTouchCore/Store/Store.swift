@@ -254,10 +254,9 @@ extension Store {
             try revokeReportCredential(hostID: host.id, db: db)
         }
         if let state = change.state, state != from || change.eventReason != nil {
-            try db.cachedStatement(
-                sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            ).execute(
-                arguments: [host.id, SQLDate(now), from.description, state.description, state.step, change.eventReason ?? "", change.actor])
+            try insertEvent(
+                db, hostID: host.id, at: now, from: from.description, to: state.description, step: state.step,
+                reason: change.eventReason ?? "", actor: change.actor)
         }
         if let attempt = change.attempt {
             try db.cachedStatement(
@@ -279,6 +278,17 @@ extension Store {
             ).execute(arguments: [now, host.id, SecretRecord.Kind.oneTimePassword])
         }
         return row
+    }
+}
+
+extension Store {
+    /// One row of the append-only history, in the caller's transaction.
+    static func insertEvent(
+        _ db: Database, hostID: String, at: Date, from: String?, to: String, step: Step?, reason: String, actor: String
+    ) throws {
+        try db.cachedStatement(
+            sql: "INSERT INTO events (host_id, at, from_state, to_state, step, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ).execute(arguments: [hostID, SQLDate(at), from, to, step, reason, actor])
     }
 }
 

@@ -13,6 +13,15 @@ public enum DriftState: String, Sendable, Codable, CaseIterable {
 
     /// States a person is told about when a host enters them.
     public var isProblem: Bool { self == .failing || self == .silent }
+
+    /// What a person does about a host in this state (nil: nothing to do).
+    public var advice: String? {
+        switch self {
+        case .failing: "read the failed task in `onetouch drift` and the host's journal (onetouch-pull.service)"
+        case .silent: "is the host up, and its onetouch-pull.timer enabled?"
+        case .inSync, .corrected: nil
+        }
+    }
 }
 
 /// What a host's configuration run reports (`POST /v1/hosts/ID/runs`): built on the host from
@@ -190,10 +199,10 @@ public enum Drift {
             let task = run?.failedTasks.first.map { ": task '\($0.task)' failed: \($0.message)" } ?? ""
             let code = run.map { " (ansible-pull exited \($0.exitStatus))" } ?? ""
             return
-                "configuration drift: \(name) is failing its configuration runs\(code)\(task); see `onetouch drift` and the host's journal (onetouch-pull.service)"
+                "configuration drift: \(name) is failing its configuration runs\(code)\(task); \(DriftState.failing.advice ?? "")"
         case .silent:
             return
-                "configuration drift: \(name) is silent: no configuration run reported in two pull periods (\(StatusPage.duration(2 * Double(period.components.seconds)))) plus its splay; is the host up, and its onetouch-pull.timer enabled?"
+                "configuration drift: \(name) is silent: no configuration run reported in two pull periods (\(StatusPage.duration(2 * Double(period.components.seconds)))) plus its splay; \(DriftState.silent.advice ?? "")"
         case .inSync:
             return "configuration drift: \(name) is in sync again"
         case .corrected:
