@@ -224,6 +224,44 @@ struct EngineTests {
         try await bed.create("web-01")
     }
 
+    @Test func aCommandThatLosesTheRaceWithTheEngineDecidesAgainOnWhatTheEngineWrote() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        var seen: [Int] = []
+        let host = try await bed.service.onLatest("web-01") { host in
+            seen.append(host.version)
+            if seen.count == 1 {
+                // The engine writes the row between the command's read and its write.
+                _ = try await bed.store.update(host, Store.HostUpdate(), now: bed.clock.now)
+                return try await bed.store.update(host, Store.HostUpdate(), now: bed.clock.now)
+            }
+            return host
+        }
+        #expect(seen.count == 2)
+        #expect(seen.last == seen[0] + 1, "the second try reads the row the engine wrote")
+        #expect(host.version == seen[0] + 1)
+    }
+
+    @Test func aCommandOnAHostThatKeepsChangingIsAConflictThatSaysWhatToDo() async throws {
+        let bed = try EngineTestBed()
+        defer { bed.remove() }
+        try await bed.create("web-01")
+        var tries = 0
+        do {
+            _ = try await bed.service.onLatest("web-01", tries: 3) { host in
+                tries += 1
+                _ = try await bed.store.update(host, Store.HostUpdate(), now: bed.clock.now)
+                return try await bed.store.update(host, Store.HostUpdate(), now: bed.clock.now)
+            }
+            Issue.record("a host that changes under every try is a conflict")
+        } catch let error as ServiceError {
+            #expect(error.kind == .conflict)
+            #expect(error.message.contains("onetouch status web-01"), "\(error.message)")
+        }
+        #expect(tries == 3)
+    }
+
     @Test func destroyWhileTheLaunchIsInFlightTerminatesTheInstanceTheCloudDoesNotListYet() async throws {
         // EC2 lists a new instance late; the launch answers after the destroy was asked for.
         let bed = try EngineTestBed(cloud: FakeCloud(launchDelay: .milliseconds(400)))

@@ -110,7 +110,11 @@ public final class HostService: Sendable {
 
     /// Continues a failed or paused host from the step where it stopped.
     public func resume(_ name: String, actor: String) async throws -> HostRecord {
-        let host = try host(named: name)
+        try await onLatest(name) { host in try await self.resume(host, actor: actor) }
+    }
+
+    private func resume(_ host: HostRecord, actor: String) async throws -> HostRecord {
+        let name = host.name
         guard case .failed(let step, _) = host.hostState, true else {
             if case .paused = host.hostState { return try await move(host, .resume, actor: actor) }
             throw ServiceError(.conflict, "\(name) is \(host.hostState), not failed or paused: nothing to resume")
@@ -134,7 +138,11 @@ public final class HostService: Sendable {
 
     /// Runs again from `step` (at or before where the host stopped; any step for a ready host).
     public func retry(_ name: String, from step: Step, actor: String) async throws -> HostRecord {
-        let host = try host(named: name)
+        try await onLatest(name) { host in try await self.retry(host, from: step, actor: actor) }
+    }
+
+    private func retry(_ host: HostRecord, from step: Step, actor: String) async throws -> HostRecord {
+        let name = host.name
         guard !step.isTeardown else {
             throw ServiceError(.invalid, "\(step.rawValue) is a teardown step; use `onetouch destroy \(name)`")
         }
@@ -153,8 +161,23 @@ public final class HostService: Sendable {
     }
 
     public func destroy(_ name: String, keepVolume: Bool, actor: String) async throws -> HostRecord {
-        let host = try host(named: name)
-        return try await move(host, .destroy, actor: actor, keepVolume: keepVolume)
+        try await onLatest(name) { host in try await self.move(host, .destroy, actor: actor, keepVolume: keepVolume) }
+    }
+
+    /// Runs an operator's command on the host's latest row. The engine writes the row after every
+    /// step and every poll, so a command can lose the race between its read and its write; it then
+    /// decides again on what the engine wrote, as the operator would have had they looked a moment
+    /// later. Only a host that keeps changing under every try is a conflict.
+    package func onLatest(
+        _ name: String, tries: Int = 8, _ command: (HostRecord) async throws -> HostRecord
+    ) async throws -> HostRecord {
+        for _ in 1..<tries {
+            do { return try await command(try host(named: name)) } catch is HostChanged { await Task.yield() }
+        }
+        do { return try await command(try host(named: name)) } catch is HostChanged {
+            throw ServiceError(
+                .conflict, "\(name) changed under each of \(tries) tries; look at `onetouch status \(name)` and try again")
+        }
     }
 
     /// One host as `onetouch status` shows it. A host that failed on its own report carries the log
@@ -230,10 +253,8 @@ public final class HostService: Sendable {
         for stage in effects.staleReports { floors[stage.rawValue] = latest }
         facts.reportFloors = floors
         update.facts = facts
-        let updated: HostRecord
-        do { updated = try await store.update(host, update, now: clock.now) } catch let error as HostChanged {
-            throw ServiceError(.conflict, error.description)
-        }
+        // A `HostChanged` here goes back to `onLatest`, which decides again on the new row.
+        let updated = try await store.update(host, update, now: clock.now)
         logger.info(
             "Host command",
             metadata: ["host.id": "\(host.id)", "command": "\(input.verb)", "actor": "\(actor)", "state": "\(workflow.state)"])
@@ -261,17 +282,23 @@ public final class HostService: Sendable {
             return
         case .other:
             logger.warning("A second machine claims the host", metadata: ["host.id": "\(hostID)", "call": "\(what)"])
-            var workflow = HostWorkflow(state: host.hostState)
             let spec = try host.decodedSpec
             let reason =
                 "two machines claim this host: one that is not the first presented the host's token with another boot secret (\(what)); the one-time password and the volume go only to the first. Whoever can read this instance's user-data has its token: look at the instance, then run `onetouch retry \(spec.name) --from provision` for a new machine and token"
-            if (try? workflow.apply(.needsHuman(reason: reason))) != nil {
+            // The pause must not be lost to the engine writing the row at the same moment.
+            for _ in 0..<8 {
+                guard let latest = try store.host(id: hostID), latest.generation == host.generation else { break }
+                var workflow = HostWorkflow(state: latest.hostState)
+                guard (try? workflow.apply(.needsHuman(reason: reason))) != nil else { break }
                 var update = Store.HostUpdate()
                 update.state = workflow.state
                 update.actor = "host-api"
                 update.eventReason = reason
                 update.nextAt = .some(nil)
-                _ = try? await store.update(host, update, now: clock.now)
+                do {
+                    _ = try await store.update(latest, update, now: clock.now)
+                    break
+                } catch is HostChanged { continue }
             }
             throw ServiceError(.forbidden, "this host was claimed by another machine; this one gets nothing")
         }
