@@ -319,6 +319,38 @@ def test_socket_mode_takes_commands_without_an_inbound_endpoint_and_reconnects(b
         stack.stop()
 
 
+def test_cloud_drift_is_one_reply_in_the_hosts_thread_when_it_appears_and_one_when_it_clears(base):
+    stack = SlackStack(base)
+    try:
+        stack.start_serve()
+        stack.create(["web-01"])
+        (host,) = stack.wait_settled()
+        assert host["state"] == "ready"
+        stack.wait_messages(lambda ms: any(key(m).endswith("-ready") for m in ms), "the ready reply")
+        instance = host["instanceId"]
+        # someone makes the instance bigger at the console; two looks at the cloud see it
+        stack.ec2_client.modify_instance_attribute(InstanceId=instance, InstanceType={"Value": "m5.4xlarge"})
+        for _ in range(2):
+            out = stack.cli("drift", "--cloud")
+            assert out.returncode == 0 and "instance type: expected t3.small, actual m5.4xlarge" in out.stdout, out.stdout + out.stderr
+        stack.ec2_client.modify_instance_attribute(InstanceId=instance, InstanceType={"Value": "t3.small"})
+        out = stack.cli("drift", "--cloud")
+        assert out.returncode == 0, out.stderr
+        messages = stack.wait_messages(lambda ms: any("cloud drift cleared" in m["text"] for m in ms), "the cleared reply")
+        parents, replies = threads(messages)
+        drift = [m for m in replies[host["id"]] if key(m).endswith("-drift")]
+        # delivered in event order: a second announcement of the same drift would come before the clear
+        assert [m["text"] for m in drift] == [
+            "web-01.onetouch.test: cloud drift: web-01: instance type is m5.4xlarge, the configuration declares t3.small; "
+            "nothing was changed (put it back by hand, or change the configuration)",
+            "web-01.onetouch.test: cloud drift cleared: web-01: instance type is t3.small again",
+        ], [m["text"] for m in messages]
+        assert all(not m["thread_ts"] for m in messages if m not in replies[host["id"]]), "nothing outside the host's thread but its parent"
+        assert parents[host["id"]]["text"].startswith("web-01.onetouch.test (role web): ready after ")
+    finally:
+        stack.stop()
+
+
 def test_webhook_mode_posts_each_announcement_once_without_threads(base):
     stack = SlackStack(base, mode="webhook")
     try:
