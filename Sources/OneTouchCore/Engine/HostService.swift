@@ -171,13 +171,10 @@ public final class HostService: Sendable {
     package func onLatest(
         _ name: String, tries: Int = 8, _ command: (HostRecord) async throws -> HostRecord
     ) async throws -> HostRecord {
-        for _ in 1..<tries {
+        for _ in 0..<tries {
             do { return try await command(try host(named: name)) } catch is HostChanged { await Task.yield() }
         }
-        do { return try await command(try host(named: name)) } catch is HostChanged {
-            throw ServiceError(
-                .conflict, "\(name) changed under each of \(tries) tries; look at `onetouch status \(name)` and try again")
-        }
+        throw ServiceError(.conflict, "\(name) changed under each of \(tries) tries; look at `onetouch status \(name)` and try again")
     }
 
     /// One host as `onetouch status` shows it. A host that failed on its own report carries the log
@@ -285,20 +282,23 @@ public final class HostService: Sendable {
             let spec = try host.decodedSpec
             let reason =
                 "two machines claim this host: one that is not the first presented the host's token with another boot secret (\(what)); the one-time password and the volume go only to the first. Whoever can read this instance's user-data has its token: look at the instance, then run `onetouch retry \(spec.name) --from provision` for a new machine and token"
-            // The pause must not be lost to the engine writing the row at the same moment.
-            for _ in 0..<8 {
-                guard let latest = try store.host(id: hostID), latest.generation == host.generation else { break }
-                var workflow = HostWorkflow(state: latest.hostState)
-                guard (try? workflow.apply(.needsHuman(reason: reason))) != nil else { break }
-                var update = Store.HostUpdate()
-                update.state = workflow.state
-                update.actor = "host-api"
-                update.eventReason = reason
-                update.nextAt = .some(nil)
-                do {
-                    _ = try await store.update(latest, update, now: clock.now)
-                    break
-                } catch is HostChanged { continue }
+            // Paused on the latest row, like an operator's command, so the engine writing it at the
+            // same moment cannot make the pause be lost.
+            do {
+                _ = try await onLatest(spec.name) { latest in
+                    var workflow = HostWorkflow(state: latest.hostState)
+                    guard latest.id == hostID, latest.generation == host.generation,
+                        (try? workflow.apply(.needsHuman(reason: reason))) != nil
+                    else { return latest }
+                    var update = Store.HostUpdate()
+                    update.state = workflow.state
+                    update.actor = "host-api"
+                    update.eventReason = reason
+                    update.nextAt = .some(nil)
+                    return try await store.update(latest, update, now: clock.now)
+                }
+            } catch {
+                logger.error("Could not pause the host a second machine claims", metadata: ["host.id": "\(hostID)", "error": "\(error)"])
             }
             throw ServiceError(.forbidden, "this host was claimed by another machine; this one gets nothing")
         }

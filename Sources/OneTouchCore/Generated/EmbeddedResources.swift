@@ -434,16 +434,17 @@ send_run() { # RC START CHECK: POST /runs with the report credential (it can do 
     -H 'Content-Type: application/json' --data-binary "@$RUN/run.json" -o "$RUN/run-answer.json" -w '%{http_code}' \
     "$BASE/runs") || true
   rm -f "$RUN/report-auth"
-  local used=0
-  [ "$CODE" != 200 ] || ! py answer "$RUN/run-answer.json" "$ST/check-requested" "$c" || used=1
   # a 200 answer may carry a rotated credential: only a refusal's body is shown, and the answer goes
-  if [ "$used" = 0 ] && [ "$CODE" = 200 ]; then
-    say "the run report's answer could not be used"
-  elif [ "$used" = 0 ]; then
+  local status=1
+  if [ "$CODE" != 200 ]; then
     say "the run report was not accepted: ${CODE:-no answer} $(head -c 300 "$RUN/run-answer.json" 2> /dev/null || true)"
+  elif py answer "$RUN/run-answer.json" "$ST/check-requested" "$c"; then
+    status=0
+  else
+    say "the run report's answer could not be used"
   fi
   rm -f "$RUN/run-answer.json"
-  [ "$used" = 1 ]
+  return $status
 }
 callback() { # the ansible callback plugin that writes the run's summary at the play recap (2.14 to 2.19)
   cat << 'PY'
